@@ -1,0 +1,327 @@
+"""Training: ``moodify train``. Shaped like torchvision's classification reference.
+
+``get_args_parser()`` -> ``main(args)`` -> ``train_one_epoch(...)`` / ``validate(...)``. Every epoch
+appends a JSON line to ``OUT/log.jsonl`` and rewrites ``OUT/checkpoint.pt`` (model, EMA,
+optimiser, schedule, RNG) so ``--resume`` continues exactly; the best epoch on PublicTest (never
+PrivateTest) becomes ``OUT/model.pt`` with a temperature fitted on PublicTest.
+
+Runs unchanged under ``torchrun --nproc_per_node N`` (DistributedDataParallel: gloo on CPU, nccl
+on GPU): each process takes its own slice of every epoch's shuffled order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from .augment import AugmentConfig, augment_batch
+from .data import FaceSet, load_dataset
+from .metrics import classification_report, fit_temperature, softmax
+from .network import EmotionNet, NetConfig
+from .preprocess import FER2013_FRAMING, Preprocessing, normalize
+from .weights import batched_logits, make_checkpoint
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="moodify train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train an emotion CNN on FER2013 (Training split). Selection and calibration use "
+                    "PublicTest only; PrivateTest is never read.")
+    p.add_argument("--data", help="FER2013 data: a root holding fer2013/fer2013.csv.gz, the CSV itself, "
+                                  "or a train/ test/ folder layout (default: $MOODIFY_DATA)")
+    p.add_argument("--labels", default="fer2013", choices=["fer2013", "ferplus", "ferplus-soft"],
+                   help="training targets: FER2013 labels, FER+ majority vote, or FER+ vote distributions")
+    p.add_argument("--out", default="runs/fer2013", help="output folder: log.jsonl, checkpoint.pt, model.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--epochs", type=int, default=50, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=128, help="faces per optimiser step (per process)")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"], help="SGD uses Nesterov momentum 0.9")
+    p.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay (not on BN/bias)")
+    p.add_argument("--warmup-epochs", type=float, default=2.0, help="linear LR warm-up before the cosine decay")
+    p.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing")
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(alpha, alpha); 0 turns it off")
+    p.add_argument("--ema-decay", type=float, default=0.999, help="per-step EMA of weights used for "
+                                                                  "validation and export; 0 turns it off")
+    p.add_argument("--widths", type=int, nargs="+", default=NetConfig().widths, help="channels per conv block")
+    p.add_argument("--convs-per-block", type=int, default=NetConfig().convs_per_block, help="3x3 convs per block")
+    p.add_argument("--hidden", type=int, default=NetConfig().hidden, help="hidden FC width")
+    p.add_argument("--dropout", type=float, default=NetConfig().dropout, help="dropout in the FC head")
+    p.add_argument("--shift", type=float, default=AugmentConfig.shift, help="augment: max shift, fraction of side")
+    p.add_argument("--scale", type=float, default=AugmentConfig.scale, help="augment: max zoom in/out, fraction")
+    p.add_argument("--rotate", type=float, default=AugmentConfig.rotate, help="augment: max rotation, degrees")
+    p.add_argument("--erase", type=float, default=AugmentConfig.erase_p, help="augment: random-erasing probability")
+    p.add_argument("--no-flip", action="store_true", help="augment: no horizontal flips")
+    p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling and augmentation")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ...")
+    p.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
+                   help="mixed precision: bf16 autocast (CPU with AVX-512 bf16, or CUDA)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N training and N validation "
+                                                        "faces (smoke tests); 0 uses all")
+    return p
+
+
+def _setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if device_arg == "auto":
+        device_arg = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device_arg)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _lr_lambda(warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def _param_groups(net: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in net.named_parameters():
+        (no_decay if param.ndim <= 1 else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _targets(batch_labels: torch.Tensor, batch_soft: torch.Tensor | None, num_classes: int,
+             smoothing: float) -> torch.Tensor:
+    """Soft target distributions: one-hot or FER+ votes, label-smoothed."""
+    target = batch_soft if batch_soft is not None else F.one_hot(batch_labels, num_classes).float()
+    return target * (1 - smoothing) + smoothing / num_classes
+
+
+def train_one_epoch(net: torch.nn.Module, ema: AveragedModel | None, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, train: FaceSet, prep: Preprocessing,
+                    args: argparse.Namespace, *, epoch: int, rank: int, world: int, device: torch.device,
+                    amp: bool, generator: torch.Generator) -> dict:
+    """One pass over this process's share of the shuffled training set; returns loss and accuracy."""
+    net.train()
+    images = torch.from_numpy(train.images)
+    labels = torch.from_numpy(train.labels)
+    soft = torch.from_numpy(train.soft) if train.soft is not None else None
+    # Same permutation on every process (seeded by epoch), each takes a disjoint stride of it.
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+    order = order[rank::world]
+    steps = len(order) // args.batch_size  # drop the ragged last batch: BN dislikes tiny batches
+    aug = AugmentConfig(shift=args.shift, scale=args.scale, rotate=args.rotate, flip=not args.no_flip,
+                        erase_p=args.erase)
+    num_classes = net.module.config.num_classes if hasattr(net, "module") else net.config.num_classes
+    total_loss = total_correct = seen = 0.0
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", disable=rank != 0, leave=False,
+               mininterval=2.0)
+    for step in bar:
+        idx = order[step * args.batch_size:(step + 1) * args.batch_size]
+        x = normalize(images[idx], prep)
+        x = augment_batch(x, aug, generator).to(device, non_blocking=True)
+        y = labels[idx].to(device)
+        target = _targets(y, soft[idx].to(device) if soft is not None else None, num_classes, args.label_smoothing)
+        if args.mixup > 0:
+            lam = float(np.random.default_rng(int(torch.randint(1 << 30, (1,), generator=generator))).beta(
+                args.mixup, args.mixup))
+            perm = torch.randperm(len(x), generator=generator).to(device)
+            x = lam * x + (1 - lam) * x[perm]
+            target = lam * target + (1 - lam) * target[perm]
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = net(x)
+        loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(net)
+        total_loss += loss.item() * len(idx)
+        total_correct += (logits.argmax(1) == y).sum().item()
+        seen += len(idx)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{total_correct / seen:.3f}")
+    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": total_correct / max(seen, 1)}
+
+
+def validate(net: torch.nn.Module, faces: FaceSet, prep: Preprocessing, *, tta: bool = False) -> tuple[dict, np.ndarray]:
+    """Metrics of an eval-mode network on a split, and its logits."""
+    net.eval()
+    logits = batched_logits(net, faces.images, prep, tta=tta)
+    return classification_report(softmax(logits), faces.labels), logits
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def main(args: argparse.Namespace) -> dict:
+    """Train, select on PublicTest, calibrate on PublicTest, write OUT/model.pt; returns its metrics."""
+    rank, world, device = _setup_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    amp = args.amp == "on" or (args.amp == "auto" and (device.type == "cuda" or _cpu_has_bf16()))
+    out = Path(args.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    _seed_everything(args.seed)
+
+    sets = load_dataset(args.data, labels=args.labels)
+    train, val = sets["Training"], sets["PublicTest"]
+    if args.limit:
+        train = FaceSet(train.images[:args.limit], train.labels[:args.limit],
+                        None if train.soft is None else train.soft[:args.limit])
+        val = FaceSet(val.images[:args.limit], val.labels[:args.limit])
+    pixels = train.images.astype(np.float32) / 255.0
+    prep = Preprocessing(mean=round(float(pixels.mean()), 4), std=round(float(pixels.std()), 4),
+                         framing=FER2013_FRAMING)
+    del pixels
+
+    config = NetConfig(widths=list(args.widths), convs_per_block=args.convs_per_block, hidden=args.hidden,
+                       dropout=args.dropout)
+    net = EmotionNet(config).to(device).to(memory_format=torch.channels_last)
+    model: torch.nn.Module = net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if args.optimizer == "sgd":
+        optimizer = torch.optim.SGD(_param_groups(net, args.weight_decay), lr=args.lr, momentum=0.9, nesterov=True)
+    else:
+        optimizer = torch.optim.AdamW(_param_groups(net, args.weight_decay), lr=args.lr)
+    steps_per_epoch = len(train) // world // args.batch_size
+    if steps_per_epoch == 0:
+        raise SystemExit(f"moodify train: {len(train)} training faces is less than one batch of {args.batch_size}")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(int(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch))
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True) \
+        if args.ema_decay > 0 else None
+    generator = torch.Generator().manual_seed(args.seed * 7919 + rank)
+
+    start_epoch, best = 0, {"accuracy": -1.0, "epoch": -1}
+    ckpt_path = out / "checkpoint.pt"
+    if args.resume:
+        if not ckpt_path.exists():
+            raise SystemExit(f"moodify train: --resume but no checkpoint at {ckpt_path}")
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        generator.set_state(state["generator"])
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        if rank == 0:
+            print(f"resumed from {ckpt_path} at epoch {start_epoch + 1}")
+
+    training_info = {"command": "moodify train " + " ".join(_argv_of(args)), "seed": args.seed,
+                     "world_size": world, "device": str(device), "amp_bf16": amp,
+                     "train_faces": len(train), "labels": args.labels}
+    for epoch in range(start_epoch, args.epochs):
+        t0 = time.time()
+        stats = train_one_epoch(model, ema, optimizer, scheduler, train, prep, args, epoch=epoch, rank=rank,
+                                world=world, device=device, amp=amp, generator=generator)
+        if rank == 0:
+            scored = ema.module if ema is not None else net
+            report, _ = validate(scored, val, prep)
+            record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **stats,
+                      "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"],
+                      "val_nll": report["nll"], "seconds": round(time.time() - t0, 1)}
+            if report["accuracy"] > best["accuracy"]:
+                best = {"accuracy": report["accuracy"], "epoch": epoch + 1}
+                _atomic_save(make_checkpoint(scored, config, prep, training={**training_info, "epoch": epoch + 1}),
+                             out / "best.pt")
+            record["best_val_accuracy"] = best["accuracy"]
+            with open(out / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            print(json.dumps(record), flush=True)
+            _atomic_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                          "generator": generator.get_state(), "epoch": epoch, "best": best}, ckpt_path)
+        if world > 1:
+            dist.barrier()
+
+    result = {}
+    if rank == 0:
+        result = finalize(out / "best.pt", val, out / "model.pt", seconds_hint=None)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+def finalize(best_path: Path, val: FaceSet, out_path: Path, *, seconds_hint: float | None = None) -> dict:
+    """Fit the temperature (and pick flip-TTA on or off) on PublicTest, write the shippable model."""
+    checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
+    net = EmotionNet(NetConfig(**checkpoint["config"]))
+    net.load_state_dict(checkpoint["state_dict"])
+    net = net.to(memory_format=torch.channels_last).eval()
+    prep = Preprocessing.from_dict(checkpoint["preprocessing"])
+    choice = {}
+    for tta in (False, True):
+        _, logits = validate(net, val, prep, tta=tta)
+        temperature = fit_temperature(logits, val.labels)
+        choice[tta] = (classification_report(softmax(logits, temperature), val.labels), temperature)
+    tta = choice[True][0]["accuracy"] > choice[False][0]["accuracy"]
+    report, temperature = choice[tta]
+    checkpoint["temperature"] = temperature
+    checkpoint["tta"] = tta
+    checkpoint["metrics"] = {"PublicTest": {k: report[k] for k in ("n", "accuracy", "macro_f1", "nll", "ece")}}
+    _atomic_save(checkpoint, out_path)
+    print(json.dumps({"model": str(out_path), "tta": tta, "temperature": round(temperature, 4),
+                      **checkpoint["metrics"]["PublicTest"]}), flush=True)
+    return checkpoint["metrics"]
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    """The command-line options that differ from the defaults, to record how a model was made."""
+    defaults = vars(get_args_parser().parse_args([]))
+    parts = []
+    for key, value in vars(args).items():
+        if key in ("command", "func") or defaults.get(key) == value:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts += [flag, *map(str, value)]
+        else:
+            parts += [flag, str(value)]
+    return parts
+
+
+def _cpu_has_bf16() -> bool:
+    """True where this CPU has native bf16 (AVX-512 BF16 / AMX): there autocast is 2-3x faster."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

@@ -1,0 +1,173 @@
+"""Checkpoints (plain dicts, never pickled modules), the shipped-model registry and ``load_model``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .labels import EMOTIONS
+from .network import EmotionNet, NetConfig
+from .preprocess import Preprocessing, normalize
+
+FORMAT_VERSION = 1
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# Shipped models: name -> file in models/ and its sha256, checked on every load so a truncated
+# download, a Git LFS pointer or a hand-edited file fails loudly instead of predicting nonsense.
+REGISTRY: dict[str, dict[str, str]] = {
+    "default": {"file": "moodify-fer2013.pt", "sha256": ""},
+}
+
+
+class ModelError(Exception):
+    """A model that cannot be loaded: unknown name, missing or corrupt file, wrong labels."""
+
+
+def make_checkpoint(net: torch.nn.Module, config: NetConfig, prep: Preprocessing, *, temperature: float = 1.0,
+                    tta: bool = False, metrics: dict | None = None, training: dict | None = None) -> dict[str, Any]:
+    """The checkpoint dict for a trained network: everything needed to use it, nothing pickled."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "config": asdict(config),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in clean_state_dict(net.state_dict()).items()},
+        "labels": list(EMOTIONS),
+        "preprocessing": prep.to_dict(),
+        "temperature": float(temperature),
+        "tta": bool(tta),
+        "metrics": metrics or {},
+        "training": training or {},
+    }
+
+
+def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip the ``module.`` (DDP/EMA) and ``_orig_mod.`` (torch.compile) prefixes."""
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class EmotionModel:
+    """A loaded network with its preprocessing, label order and calibration temperature."""
+
+    def __init__(self, checkpoint: dict[str, Any], *, name: str = "custom", device: str | torch.device = "cpu"):
+        if checkpoint.get("format_version") != FORMAT_VERSION:
+            raise ModelError(f"{name}: checkpoint format {checkpoint.get('format_version')!r}, "
+                             f"this Moodify reads {FORMAT_VERSION}")
+        labels = tuple(checkpoint.get("labels", ()))
+        if labels != EMOTIONS:
+            raise ModelError(f"{name}: label order {labels} differs from {EMOTIONS}; refusing to swap classes silently")
+        self.name = name
+        self.config = NetConfig(**checkpoint["config"])
+        self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
+        self.temperature = float(checkpoint.get("temperature", 1.0))
+        self.tta = bool(checkpoint.get("tta", False))
+        self.metrics: dict = checkpoint.get("metrics", {})
+        self.training: dict = checkpoint.get("training", {})
+        self.labels = labels
+        self.device = torch.device(device)
+        self.net = EmotionNet(self.config)
+        self.net.load_state_dict(clean_state_dict(checkpoint["state_dict"]))
+        self.net.to(self.device).eval()
+        self.net = self.net.to(memory_format=torch.channels_last)
+
+    def logits(self, faces: np.ndarray, *, tta: bool | None = None, batch_size: int = 512) -> np.ndarray:
+        """Uncalibrated logits (N, 7) for uint8 faces (N, 48, 48); ``tta`` averages with the mirror image."""
+        faces = _check_faces(faces, self.preprocessing.input_size)
+        return batched_logits(self.net, faces, self.preprocessing, tta=self.tta if tta is None else tta,
+                              batch_size=batch_size)
+
+    def predict(self, faces: np.ndarray, *, tta: bool | None = None, batch_size: int = 512) -> np.ndarray:
+        """Calibrated probabilities (N, 7) in EMOTIONS order for uint8 faces (N, 48, 48)."""
+        z = torch.as_tensor(self.logits(faces, tta=tta, batch_size=batch_size))
+        return torch.softmax(z / self.temperature, dim=1).numpy()
+
+    def __repr__(self) -> str:
+        acc = self.metrics.get("PrivateTest", {}).get("accuracy")
+        return f"EmotionModel(name={self.name!r}, private_test_accuracy={acc})"
+
+
+@torch.inference_mode()
+def batched_logits(net: torch.nn.Module, faces: np.ndarray, prep: Preprocessing, *, tta: bool = False,
+                   batch_size: int = 512) -> np.ndarray:
+    """Logits of an eval-mode network for uint8 faces (N, 48, 48), in batches.
+
+    The single place where faces meet the network, for training-time validation and for serving
+    alike, so both normalise identically. ``tta`` averages the logits of each face and its mirror.
+    """
+    device = next(net.parameters()).device
+    out = []
+    for start in range(0, len(faces), batch_size):
+        x = normalize(faces[start:start + batch_size], prep).to(device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        z = net(x).float()
+        if tta:
+            z = (z + net(torch.flip(x, dims=[3])).float()) / 2
+        out.append(z.cpu())
+    if not out:
+        return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
+    return torch.cat(out).numpy()
+
+
+def _check_faces(faces: np.ndarray, size: int) -> np.ndarray:
+    faces = np.asarray(faces)
+    if faces.ndim == 2:
+        faces = faces[None]
+    if faces.ndim != 3 or faces.shape[1:] != (size, size):
+        raise ValueError(f"faces must be a uint8 array of shape (N, {size}, {size}), got {faces.shape}")
+    if faces.dtype != np.uint8:
+        raise ValueError(f"faces must be uint8 (0..255), got {faces.dtype}")
+    return faces
+
+
+def resolve_model_path(name_or_path: str | os.PathLike | None) -> tuple[Path, str, str | None]:
+    """(file, display name, expected sha256 or None) for a registry name or a checkpoint path."""
+    key = "default" if name_or_path is None else str(name_or_path)
+    if key in REGISTRY:
+        entry = REGISTRY[key]
+        return MODELS_DIR / entry["file"], key, entry["sha256"] or None
+    path = Path(key).expanduser()
+    if path.suffix in (".pt", ".pth") or path.exists():
+        return path, path.name, None
+    raise ModelError(f"unknown model {key!r}: use one of {sorted(REGISTRY)} or a checkpoint path")
+
+
+def load_checkpoint(path: str | os.PathLike, *, expected_sha256: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; verify its sha256 when one is expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    if expected_sha256 is not None:
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise ModelError(f"{path}: sha256 {actual} does not match the registry ({expected_sha256}); "
+                             "the file is corrupt or was replaced (a Git LFS pointer?)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file; all mean "not a checkpoint"
+        raise ModelError(f"{path}: not a readable Moodify checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ModelError(f"{path}: not a Moodify checkpoint (no state_dict)")
+    return checkpoint
+
+
+def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "cpu") -> EmotionModel:
+    """The shipped default model, a registry name, or a checkpoint file, ready to ``predict``."""
+    path, name, sha = resolve_model_path(name_or_path)
+    return EmotionModel(load_checkpoint(path, expected_sha256=sha), name=name, device=device)
