@@ -14,6 +14,7 @@ import json
 import cv2
 import numpy as np
 
+from .argparsing import HelpFormatter
 from .data import load_dataset
 from .detect import HaarDetector
 from .preprocess import FACE_SIZE, Framing
@@ -59,7 +60,7 @@ def measure_framing(faces: np.ndarray) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m moodify.framing", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", help="FER2013 data path (default: $MOODIFY_DATA)")
     p.add_argument("--n", type=int, default=3000, help="training faces to measure (evenly spaced)")
     args = p.parse_args(argv)

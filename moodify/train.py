@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from .argparsing import HelpFormatter
 from .augment import AugmentConfig, augment_batch
 from .data import FaceSet, load_dataset
 from .metrics import classification_report, fit_temperature, softmax
@@ -34,11 +35,18 @@ from .preprocess import FER2013_FRAMING, Preprocessing, normalize
 from .weights import batched_logits, make_checkpoint
 
 
+DESCRIPTION = ("Train an emotion CNN on FER2013 (Training split). Selection and calibration use "
+               "PublicTest only; PrivateTest is never read.")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="moodify train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Train an emotion CNN on FER2013 (Training split). Selection and calibration use "
-                    "PublicTest only; PrivateTest is never read.")
+    p = argparse.ArgumentParser(prog="moodify train", description=DESCRIPTION,
+                                formatter_class=HelpFormatter)
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="FER2013 data: a root holding fer2013/fer2013.csv.gz, the CSV itself, "
                                   "or a train/ test/ folder layout (default: $MOODIFY_DATA)")
     p.add_argument("--labels", default="fer2013", choices=["fer2013", "ferplus", "ferplus-soft"],
@@ -71,7 +79,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training and N validation "
                                                         "faces (smoke tests); 0 uses all")
-    return p
 
 
 def _setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:

@@ -1,0 +1,63 @@
+"""Drawing results onto images: boxes, numbered labels and probability bars (BGR, OpenCV)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .labels import EMOTIONS
+from .recognizer import Face
+
+# One BGR colour per emotion, in EMOTIONS order; picked to stay distinct for common colour blindness.
+EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
+    "angry": (40, 40, 220),
+    "disgust": (40, 140, 60),
+    "fear": (150, 60, 150),
+    "happy": (0, 200, 255),
+    "sad": (200, 120, 30),
+    "surprise": (230, 200, 0),
+    "neutral": (170, 170, 170),
+}
+
+
+def face_label(face: Face, number: int | None = None) -> str:
+    """``"1 happy 93%"``: the number shown on the picture and in tables, the top emotion, confidence."""
+    prefix = f"{number} " if number is not None else ""
+    return f"{prefix}{face.emotion} {face.confidence:.0%}"
+
+
+def annotate(bgr: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[int] | None = None,
+             bars: bool = True) -> np.ndarray:
+    """A copy of ``bgr`` with each face boxed, labelled ``number emotion confidence`` and, when
+    ``bars``, a small bar per emotion under the box. ``numbers`` default to 1, 2, ... in order."""
+    out = bgr.copy()
+    numbers = list(numbers) if numbers is not None else list(range(1, len(faces) + 1))
+    scale = max(0.4, min(1.2, max(out.shape[:2]) / 1000))  # text size that reads at any resolution
+    thick = max(1, int(round(scale * 2)))
+    for face, number in zip(faces, numbers):
+        x, y, w, h = face.box
+        color = EMOTION_COLORS[face.emotion]
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, thick + 1)
+        text = face_label(face, number)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        top = y - th - base - 4 if y - th - base - 4 >= 0 else y + h
+        cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 4), color, cv2.FILLED)
+        cv2.putText(out, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick,
+                    cv2.LINE_AA)
+        if bars:
+            _draw_bars(out, face, x, y + h + 2, w)
+    return out
+
+
+def _draw_bars(img: np.ndarray, face: Face, x: int, y: int, width: int) -> None:
+    bar_h = max(2, width // 25)
+    for i, emotion in enumerate(EMOTIONS):
+        top = y + i * (bar_h + 1)
+        if top + bar_h >= img.shape[0]:
+            break
+        length = int(round(face.probabilities[emotion] * width))
+        cv2.rectangle(img, (x, top), (x + width, top + bar_h), (60, 60, 60), cv2.FILLED)
+        if length:
+            cv2.rectangle(img, (x, top), (x + length, top + bar_h), EMOTION_COLORS[emotion], cv2.FILLED)

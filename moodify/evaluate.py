@@ -1,0 +1,149 @@
+"""Evaluation: ``moodify evaluate``. Metrics on one split, a confusion-matrix PNG and a reliability diagram."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .argparsing import HelpFormatter
+from .data import SPLITS, load_dataset
+from .labels import EMOTIONS
+from .metrics import classification_report, reliability, softmax
+from .weights import EmotionModel, load_model
+
+
+DESCRIPTION = ("Score a model on a FER2013 split: accuracy, macro-F1, per-class precision and recall, "
+               "confusion matrix, and expected calibration error before and after temperature scaling.")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="moodify evaluate", description=DESCRIPTION,
+                                formatter_class=HelpFormatter)
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="registry name or checkpoint path (default: the shipped model)")
+    p.add_argument("--data", help="FER2013 data path (default: $MOODIFY_DATA)")
+    p.add_argument("--labels", default="fer2013", choices=["fer2013", "ferplus"],
+                   help="ground truth: FER2013 labels or the FER+ majority vote")
+    p.add_argument("--split", default="PrivateTest", choices=SPLITS, help="which split to score")
+    tta = p.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None,
+                     help="flip test-time augmentation on (default: whatever the model's predict does)")
+    tta.add_argument("--no-tta", dest="tta", action="store_false", help="flip test-time augmentation off")
+    p.add_argument("--out", default=None, help="folder for report.json, confusion.png, reliability.png")
+    p.add_argument("--record", action="store_true",
+                   help="store the metrics in the checkpoint file (shown by the app; changes its sha256)")
+
+
+def evaluate_model(model: EmotionModel, images: np.ndarray, labels: np.ndarray, *, tta: bool | None = None) -> dict:
+    """Report for calibrated probabilities (as ``predict`` gives them), plus the ECE at temperature 1."""
+    logits = model.logits(images, tta=tta)
+    probs = softmax(logits, model.temperature)
+    report = classification_report(probs, labels)
+    raw = softmax(logits)
+    report["ece_uncalibrated"] = classification_report(raw, labels)["ece"]
+    report["temperature"] = model.temperature
+    report["tta"] = model.tta if tta is None else tta
+    report["reliability"] = reliability(probs, labels)
+    report["reliability_uncalibrated"] = reliability(raw, labels)
+    return report
+
+
+def plot_confusion(confusion: list[list[int]], path: Path, *, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.array(confusion, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(EMOTIONS)):
+        for j in range(len(EMOTIONS)):
+            ax.text(j, i, f"{int(cm[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, label="share of true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_reliability(report: dict, path: Path, *, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for key, name, ece in (("reliability_uncalibrated", "temperature 1", report["ece_uncalibrated"]),
+                           ("reliability", f"temperature {report['temperature']:.2f}", report["ece"])):
+        rel = report[key]
+        count = np.array(rel["count"])
+        keep = count > 0
+        ax.plot(np.array(rel["confidence"])[keep], np.array(rel["accuracy"])[keep], "o-",
+                label=f"{name}: ECE {ece:.1%}")
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def format_report(report: dict, *, header: str) -> str:
+    lines = [header,
+             f"  accuracy {report['accuracy']:.2%}   macro-F1 {report['macro_f1']:.4f}   n={report['n']}",
+             f"  ECE (15 bins) {report['ece']:.2%} at temperature {report['temperature']:.3f} "
+             f"(uncalibrated {report['ece_uncalibrated']:.2%})   flip TTA {'on' if report['tta'] else 'off'}",
+             f"  {'class':<9} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>5}"]
+    for label, c in report["per_class"].items():
+        lines.append(f"  {label:<9} {c['precision']:>9.3f} {c['recall']:>7.3f} {c['f1']:>6.3f} {c['support']:>5}")
+    lines.append("  confusion (rows true, columns predicted, order " + ", ".join(EMOTIONS) + "):")
+    lines += ["    " + " ".join(f"{v:>4}" for v in row) for row in report["confusion"]]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> dict:
+    model = load_model(args.model)
+    split = load_dataset(args.data, labels=args.labels)[args.split]
+    report = evaluate_model(model, split.images, split.labels, tta=args.tta)
+    print(format_report(report, header=f"{model.name} on {args.split} ({args.labels} labels)"))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=1))
+        plot_confusion(report["confusion"], out / "confusion.png", title=f"{model.name}: {args.split}")
+        plot_reliability(report, out / "reliability.png", title=f"{model.name}: {args.split} reliability")
+        print(f"wrote {out / 'report.json'}, {out / 'confusion.png'}, {out / 'reliability.png'}")
+    if args.record:
+        record_metrics(args.model, args.split, report)
+    return report
+
+
+def record_metrics(name_or_path: str | None, split: str, report: dict) -> None:
+    """Write a split's headline metrics into the checkpoint (they never feed back into training)."""
+    import torch
+
+    from .weights import load_checkpoint, resolve_model_path
+
+    path, _, _ = resolve_model_path(name_or_path)
+    checkpoint = load_checkpoint(path)
+    keep = ("n", "accuracy", "macro_f1", "nll", "ece", "ece_uncalibrated", "tta")
+    checkpoint.setdefault("metrics", {})[split] = {k: report[k] for k in keep} | {
+        "recall": {k: v["recall"] for k, v in report["per_class"].items()}}
+    torch.save(checkpoint, path)
+    print(f"recorded {split} metrics in {path} (new sha256: update the registry if it is a shipped model)")

@@ -1,0 +1,118 @@
+"""Turning whatever a user hands us (a path, bytes, a PIL image, a numpy array) into BGR uint8.
+
+Every odd case a photo library meets is handled here once: EXIF orientation, grayscale, alpha,
+palette, 16-bit and float images, CMYK. Anything unreadable raises ``ImageError`` with a
+one-line message that names the input, never a bare decoder traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# PIL refuses images over ~179 megapixels as decompression bombs; we keep that guard and only
+# word its error for people.
+
+
+class ImageError(Exception):
+    """An input that is not a usable image; the message names it and says why."""
+
+
+def load_image(source, *, name: str | None = None) -> np.ndarray:
+    """Any supported image input -> BGR uint8 array (H, W, 3), EXIF orientation applied."""
+    label = name or (str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__)
+    if isinstance(source, np.ndarray):
+        return array_to_bgr(source, name=label)
+    if isinstance(source, Image.Image):
+        return pil_to_bgr(source, name=label)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _open_pil(io.BytesIO(bytes(source)), label)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"{label}: no such file")
+        if path.is_dir():
+            raise ImageError(f"{label}: is a folder, not an image")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{label}: empty file (0 bytes)")
+        return _open_pil(path, label)
+    if hasattr(source, "read"):
+        return _open_pil(source, label)
+    raise ImageError(f"{label}: unsupported input type {type(source).__name__}")
+
+
+def _open_pil(fp, label: str) -> np.ndarray:
+    try:
+        with Image.open(fp) as img:
+            img.load()
+            return pil_to_bgr(img, name=label)
+    except UnidentifiedImageError:
+        raise ImageError(f"{label}: not an image, or a format Pillow cannot read") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{label}: too large to decode safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow reports truncated and corrupt data as OSError / SyntaxError.
+        raise ImageError(f"{label}: corrupt or truncated image ({exc})") from None
+
+
+def pil_to_bgr(img: Image.Image, *, name: str = "image") -> np.ndarray:
+    """A PIL image in any mode -> BGR uint8, after applying its EXIF orientation."""
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a malformed EXIF block must not cost the picture; keep it unrotated
+        pass
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return array_to_bgr(np.asarray(img), name=name)
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba).convert("RGB")
+    elif mode == "L":
+        return cv2.cvtColor(np.asarray(img), cv2.COLOR_GRAY2BGR)
+    elif mode != "RGB":
+        img = img.convert("RGB")  # 1, CMYK, YCbCr, LAB, HSV
+    return cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
+
+
+def array_to_bgr(arr: np.ndarray, *, name: str = "array") -> np.ndarray:
+    """A numpy image (grayscale, BGR or BGRA; uint8, uint16 or float in [0, 1]) -> BGR uint8."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or min(arr.shape[:2]) < 1:
+        raise ImageError(f"{name}: expected an image array (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        pass
+    elif arr.dtype == np.uint16:
+        arr = (arr // 257).astype(np.uint8)
+    elif arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating):
+        was_float = np.issubdtype(arr.dtype, np.floating)
+        arr = arr.astype(np.float64)
+        if not np.isfinite(arr).all():
+            raise ImageError(f"{name}: image contains NaN or infinite values")
+        low, high = arr.min(), arr.max()
+        if was_float and low >= 0 and high <= 1:
+            arr = arr * 255  # float images in [0, 1]
+        elif not was_float and low >= 0 and 255 < high <= 65535:
+            arr = arr / 257  # 16-bit values in a wider integer type (Pillow's "I" mode)
+        elif high > 255 or low < 0:
+            arr = (arr - low) / max(high - low, 1e-12) * 255  # anything else: stretch to 0..255
+        arr = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+    else:
+        raise ImageError(f"{name}: unsupported pixel type {arr.dtype}")
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
+    if arr.shape[2] == 4:
+        return cv2.cvtColor(arr, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(arr)

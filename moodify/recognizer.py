@@ -1,0 +1,79 @@
+"""The recognition pipeline shared by the CLI, the web app and the Python API.
+
+image -> BGR uint8 -> detector boxes -> FER2013-framed 48x48 grayscale crops -> one batched
+``predict`` -> one ``Face`` per box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .detect import Box, Detector, HaarDetector
+from .images import load_image
+from .labels import EMOTIONS
+from .preprocess import crop_face
+from .weights import EmotionModel, load_model
+
+
+@dataclass
+class Face:
+    """One detected face: its box (x, y, w, h) in the original image's pixels and its emotions."""
+
+    box: Box
+    probabilities: dict[str, float]
+    crop: np.ndarray | None = field(default=None, repr=False)  # the 48x48 grayscale network input
+
+    @property
+    def emotion(self) -> str:
+        return max(self.probabilities, key=self.probabilities.get)
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.emotion]
+
+    def to_dict(self) -> dict:
+        x, y, w, h = self.box
+        return {"box": {"x": x, "y": y, "w": w, "h": h}, "emotion": self.emotion,
+                "confidence": round(self.confidence, 6),
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+
+
+class Recognizer:
+    """Finds faces in an image and gives each one calibrated probabilities for the 7 emotions.
+
+    ``model``: an ``EmotionModel``, a registry name or a checkpoint path (default: the shipped
+    model). ``detector``: anything with ``detect(image) -> boxes`` (default: Haar).
+    """
+
+    def __init__(self, model: EmotionModel | str | None = None, detector: Detector | None = None):
+        self.model = model if isinstance(model, EmotionModel) else load_model(model)
+        self.detector = detector if detector is not None else HaarDetector()
+
+    def analyze(self, image) -> list[Face]:
+        """Faces in ``image`` (a path, bytes, PIL image, or BGR/grayscale numpy array), largest first.
+
+        Raises ``moodify.ImageError`` for input that is not a readable image.
+        """
+        bgr = load_image(image)
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        return self.analyze_gray(gray)
+
+    def analyze_gray(self, gray: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
+        """Like ``analyze`` on an already-decoded grayscale uint8 image; ``boxes`` skips detection."""
+        if boxes is None:
+            boxes = self.detector.detect(gray)
+        crops = self.crops(gray, boxes)
+        probs = self.model.predict(crops) if len(boxes) else np.zeros((0, len(EMOTIONS)))
+        return [Face(tuple(int(v) for v in box), dict(zip(EMOTIONS, map(float, p))), crop)
+                for box, p, crop in zip(boxes, probs, crops)]
+
+    def crops(self, gray: np.ndarray, boxes: list[Box]) -> np.ndarray:
+        """The network inputs (N, 48, 48) uint8 for ``boxes``, framed as the model's training data."""
+        prep = self.model.preprocessing
+        out = np.zeros((len(boxes), prep.input_size, prep.input_size), dtype=np.uint8)
+        for i, box in enumerate(boxes):
+            out[i] = crop_face(gray, box, prep.framing, size=prep.input_size)
+        return out
