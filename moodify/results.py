@@ -1,0 +1,114 @@
+"""Result tables and downloads for recognised faces: rows, CSV, JSON and PNG.
+
+One rule keeps the picture and the tables in step: face number ``k`` is the ``k``-th face in the
+order the recognizer returned them (largest first), the same numbering ``moodify.draw.annotate``
+and ``moodify classify`` use. Every function here takes faces in that order and never re-sorts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from .labels import EMOTIONS
+from .recognizer import Face
+
+# Columns of every per-face table, in order: where the face is, what it shows, then all 7 scores.
+FACE_COLUMNS: tuple[str, ...] = ("image", "face", "emotion", "confidence", "x", "y", "w", "h", *EMOTIONS)
+
+# One analysed image: its display name and its faces in recognizer order (or an error message).
+ImageResult = tuple[str, Sequence[Face]]
+
+
+def faces_table(faces: Sequence[Face], *, image: str = "") -> pd.DataFrame:
+    """One row per face of one image: ``face`` (1, 2, ... as drawn), emotion, box and probabilities."""
+    return results_table([(image, faces)])
+
+
+def results_table(results: Iterable[ImageResult]) -> pd.DataFrame:
+    """One row per face across several images; face numbers restart at 1 in each image."""
+    rows = []
+    for image, faces in results:
+        for number, face in enumerate(faces, start=1):
+            x, y, w, h = face.box
+            rows.append({"image": image, "face": number, "emotion": face.emotion,
+                         "confidence": float(face.confidence), "x": x, "y": y, "w": w, "h": h,
+                         **{e: float(face.probabilities[e]) for e in EMOTIONS}})
+    table = pd.DataFrame(rows, columns=list(FACE_COLUMNS))
+    # An empty table keeps usable dtypes, so callers can filter and sort it like a full one.
+    return table.astype({"image": str, "face": int, "emotion": str, "confidence": float,
+                         "x": int, "y": int, "w": int, "h": int, **{e: float for e in EMOTIONS}})
+
+
+def table_csv(table: pd.DataFrame) -> bytes:
+    """The table as UTF-8 CSV bytes, ready for a download button."""
+    return table.to_csv(index=False, float_format="%.6f").encode("utf-8")
+
+
+def results_records(results: Iterable[ImageResult], *, errors: dict[str, str] | None = None) -> list[dict]:
+    """JSON-ready records, one per image: ``{"image", "faces": [{"face": k, box, emotion, ...}]}``.
+
+    The face dicts are ``Face.to_dict()`` (the shape ``moodify classify --json`` prints) with the
+    face number added; images that failed appear as ``{"image", "error"}`` when ``errors`` names them.
+    """
+    records = [{"image": image, "faces": [{"face": k, **f.to_dict()} for k, f in enumerate(faces, start=1)]}
+               for image, faces in results]
+    records += [{"image": image, "error": message} for image, message in (errors or {}).items()]
+    return records
+
+
+def records_json(records: list[dict]) -> bytes:
+    """Pretty-printed UTF-8 JSON bytes."""
+    return json.dumps(records, indent=2).encode("utf-8")
+
+
+def probabilities_table(face: Face) -> pd.DataFrame:
+    """The 7 probabilities of one face as an ``emotion`` / ``probability`` table, in EMOTIONS order."""
+    return pd.DataFrame({"emotion": list(EMOTIONS), "probability": [float(face.probabilities[e]) for e in EMOTIONS]})
+
+
+def encode_png(bgr: np.ndarray) -> bytes:
+    """A BGR (or grayscale) uint8 image as PNG bytes."""
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError(f"cannot encode an image of shape {bgr.shape} as PNG")
+    return buf.tobytes()
+
+
+def face_thumbnail(bgr: np.ndarray, box: tuple[int, int, int, int], *, margin: float = 0.2,
+                   size: int = 160) -> np.ndarray:
+    """A square colour crop around ``box`` (with ``margin`` of its side on each edge) for display.
+
+    Parts of the margin outside the picture are filled by replicating its border, so a face at the
+    edge still comes out centred and square.
+    """
+    x, y, w, h = box
+    side = max(w, h)
+    pad = int(round(side * margin))
+    cx, cy = x + w / 2, y + h / 2
+    half = side / 2 + pad
+    x0, y0, x1, y1 = (int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
+    H, W = bgr.shape[:2]
+    crop = bgr[max(y0, 0):min(y1, H), max(x0, 0):min(x1, W)]
+    crop = cv2.copyMakeBorder(crop, max(-y0, 0), max(y1 - H, 0), max(-x0, 0), max(x1 - W, 0), cv2.BORDER_REPLICATE)
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def fit_for_display(bgr: np.ndarray, faces: Sequence[Face], *, max_side: int) -> tuple[np.ndarray, list[Face]]:
+    """A copy of ``bgr`` no larger than ``max_side`` pixels and the faces with boxes scaled to it.
+
+    Drawing on a 40-megapixel photo and sending it to a browser is slow and pointless; the tables
+    keep the original boxes, only the picture is shrunk.
+    """
+    h, w = bgr.shape[:2]
+    factor = max(h, w) / max_side
+    if factor <= 1:
+        return bgr, list(faces)
+    small = cv2.resize(bgr, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+    scaled = [replace(f, box=tuple(int(round(v / factor)) for v in f.box)) for f in faces]
+    return small, scaled

@@ -1,0 +1,120 @@
+"""Result tables and downloads: what a user gets from the app's CSV, JSON and PNG buttons."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from moodify import EMOTIONS, Face
+from moodify.draw import annotate, face_label
+from moodify.results import (FACE_COLUMNS, encode_png, face_thumbnail, faces_table, fit_for_display,
+                             probabilities_table, records_json, results_records, results_table, table_csv)
+
+
+def _face(box, top: str, p: float = 0.7) -> Face:
+    rest = (1 - p) / (len(EMOTIONS) - 1)
+    return Face(box, {e: (p if e == top else rest) for e in EMOTIONS})
+
+
+@pytest.fixture()
+def two_faces() -> list[Face]:
+    # Recognizer order: largest first, which is not left-to-right here on purpose.
+    return [_face((200, 40, 120, 120), "happy", 0.8), _face((20, 60, 60, 60), "sad", 0.6)]
+
+
+def test_table_numbers_faces_as_the_picture_does(two_faces):
+    table = faces_table(two_faces, image="group.jpg")
+    assert list(table.columns) == list(FACE_COLUMNS)
+    assert table["face"].tolist() == [1, 2]
+    assert table["image"].tolist() == ["group.jpg", "group.jpg"]
+    # Face 1 in the table is the face drawn with label "1 ...": same box, same emotion.
+    for row, face in zip(table.itertuples(), two_faces):
+        assert (row.x, row.y, row.w, row.h) == face.box
+        assert face_label(face, row.face).split()[:2] == [str(row.face), row.emotion]
+    assert table.loc[0, "happy"] == pytest.approx(0.8)
+    assert table.loc[1, "confidence"] == pytest.approx(0.6)
+    np.testing.assert_allclose(table[list(EMOTIONS)].sum(axis=1), 1.0)
+
+
+def test_label_drawn_for_face_one_sits_on_face_one(two_faces):
+    canvas = np.full((240, 360, 3), 255, np.uint8)
+    drawn = annotate(canvas, two_faces, bars=False)
+    table = faces_table(two_faces)
+    first = table[table["face"] == 1].iloc[0]
+    # The box outline of face 1 is painted at the table's coordinates (and not at face 2's).
+    assert (drawn[first.y + first.h // 2, first.x] != 255).any()
+    assert (drawn[first.y + first.h // 2, first.x + first.w // 2] == 255).all()
+
+
+def test_numbering_restarts_in_each_image(two_faces):
+    table = results_table([("a.jpg", two_faces), ("empty.jpg", []), ("b.jpg", two_faces[:1])])
+    assert table[["image", "face"]].values.tolist() == [["a.jpg", 1], ["a.jpg", 2], ["b.jpg", 1]]
+
+
+def test_csv_round_trips(two_faces):
+    table = faces_table(two_faces, image="x.png")
+    back = pd.read_csv(io.BytesIO(table_csv(table)))
+    assert list(back.columns) == list(FACE_COLUMNS)
+    assert back["emotion"].tolist() == ["happy", "sad"]
+    np.testing.assert_allclose(back[list(EMOTIONS)].to_numpy(), table[list(EMOTIONS)].to_numpy(), atol=1e-6)
+
+
+def test_no_faces_gives_a_header_only_csv():
+    table = faces_table([], image="wall.jpg")
+    assert table.empty and list(table.columns) == list(FACE_COLUMNS)
+    assert table_csv(table).decode().strip() == ",".join(FACE_COLUMNS)
+
+
+def test_json_records_carry_numbers_and_errors(two_faces):
+    records = results_records([("a.jpg", two_faces)], errors={"bad.txt": "bad.txt: not an image"})
+    data = json.loads(records_json(records))
+    assert [f["face"] for f in data[0]["faces"]] == [1, 2]
+    assert data[0]["faces"][0]["emotion"] == "happy"
+    assert data[0]["faces"][1]["box"] == {"x": 20, "y": 60, "w": 60, "h": 60}
+    assert data[1] == {"image": "bad.txt", "error": "bad.txt: not an image"}
+
+
+def test_probabilities_table_keeps_emotion_order(two_faces):
+    probs = probabilities_table(two_faces[0])
+    assert probs["emotion"].tolist() == list(EMOTIONS)
+    assert probs["probability"].sum() == pytest.approx(1.0)
+
+
+def test_png_round_trips():
+    img = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    data = encode_png(img)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), img)
+
+
+def test_thumbnail_is_square_even_at_the_edge():
+    img = np.zeros((100, 100, 3), np.uint8)
+    img[:50, :50] = 200
+    thumb = face_thumbnail(img, (0, 0, 40, 30), size=64)
+    assert thumb.shape == (64, 64, 3)
+    assert thumb[32, 32].tolist() == [200, 200, 200]  # centred on the face
+
+
+def test_fit_for_display_shrinks_picture_and_boxes(two_faces):
+    big = np.zeros((2000, 4000, 3), np.uint8)
+    small, scaled = fit_for_display(big, two_faces, max_side=1000)
+    assert small.shape[:2] == (500, 1000)
+    assert scaled[0].box == (50, 10, 30, 30) and scaled[0].emotion == "happy"
+    assert two_faces[0].box == (200, 40, 120, 120)  # the originals, used by the tables, are untouched
+    same, unscaled = fit_for_display(small, scaled, max_side=1000)
+    assert same is small and unscaled[0].box == scaled[0].box
+
+
+def test_real_photo_table_matches_recognizer(recognizer, astronaut_bgr):
+    faces = recognizer.analyze(astronaut_bgr)
+    table = faces_table(faces, image="astronaut.png")
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert abs(row.x - 177) < 20 and abs(row.y - 66) < 20
+    assert row.emotion == faces[0].emotion
+    assert row[list(EMOTIONS)].sum() == pytest.approx(1.0, abs=1e-5)
