@@ -167,7 +167,17 @@ def load_checkpoint(path: str | os.PathLike, *, expected_sha256: str | None = No
     return checkpoint
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "cpu") -> EmotionModel:
-    """The shipped default model, a registry name, or a checkpoint file, ready to ``predict``."""
+def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "cpu", backend: str = "torch"):
+    """The shipped default model, a registry name, or a checkpoint file, ready to ``predict``.
+
+    ``backend="onnx"`` runs the same network through onnxruntime (``moodify.onnx_backend``): a
+    checkpoint is exported once into a cache keyed by its sha256; a .onnx path is used as it is.
+    """
+    if backend == "onnx":
+        from .onnx_backend import load_onnx_model
+
+        return load_onnx_model(name_or_path)
+    if backend != "torch":
+        raise ModelError(f"unknown backend {backend!r}: use torch or onnx")
     path, name, sha = resolve_model_path(name_or_path)
     return EmotionModel(load_checkpoint(path, expected_sha256=sha), name=name, device=device)

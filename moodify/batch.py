@@ -1,0 +1,681 @@
+"""``moodify batch``: emotions for every face in a folder, a glob or a list of millions of images.
+
+Shape of a run::
+
+    inputs (streamed, sharded) -> chunks of --chunk-size paths
+      -> worker processes: decode, detect, crop each face to 48x48 (ordered)
+      -> main process: one batched ``predict`` per chunk
+      -> rows appended to OUT.partial, flushed and fsynced, then one line in OUT.progress
+    the end: OUT.partial renamed onto OUT (atomic), OUT.progress removed.
+
+``OUT.progress`` is the commit log: its last complete line says how many inputs and how many
+bytes of ``OUT.partial`` are done. ``--resume`` truncates the partial file to that byte count and
+skips that many inputs, so a run killed at any instant (kill -9 included) continues with no
+duplicate and no missing row. Nothing but a counter per chunk is kept, so memory stays flat
+however many inputs there are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import itertools
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from .labels import EMOTIONS
+
+DESCRIPTION = ("Classify every face in many images (folders, globs, lists of paths) into a CSV, JSONL or "
+               "Parquet file: one row per face, resumable, parallel, shardable across machines.")
+
+# A folder is searched for these (case-insensitive); a path named explicitly, in a glob or a
+# list file is always tried, whatever its name, so a misnamed image still gets its row.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                            ".pgm", ".ppm", ".pnm"})
+LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})  # an INPUT with one of these lists paths, one per line
+COLUMNS = ("path", "face", "faces", "x", "y", "w", "h", "emotion", "confidence", *EMOTIONS, "error")
+INT_COLUMNS = frozenset({"face", "faces", "x", "y", "w", "h"})
+FLOAT_COLUMNS = frozenset({"confidence", *EMOTIONS})
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+CHUNK_SIZE = 256  # inputs per commit: larger amortises fsync and batches more faces, smaller loses less on a crash
+PREFETCH_CHUNKS = 2  # chunks decoded ahead of the classifier; bounds memory whatever the input size
+LOG_VERSION = 1
+
+
+class BatchError(ValueError):
+    """A batch job that cannot start or resume; the message says what to do."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def check_inputs(specs: Sequence[str]) -> None:
+    """Fail before any work if an INPUT names nothing (a typo should not yield an empty run)."""
+    for spec in specs:
+        if spec == "-" or os.path.exists(spec):
+            continue
+        if _is_glob(spec):
+            import glob
+
+            if next(glob.iglob(spec, recursive=True), None) is None:
+                raise BatchError(f"no file matches {spec!r}")
+            continue
+        raise BatchError(f"no such file or folder: {spec}")
+
+
+def iter_inputs(specs: Sequence[str], *, shard: tuple[int, int] | None = None) -> Iterator[str]:
+    """Image paths from folders (recursive, sorted), globs, list files, ``-`` (stdin) and files.
+
+    The order is deterministic for an unchanged file system, which is what ``--resume`` needs.
+    ``shard=(k, n)`` keeps the paths whose hash falls in shard k of n (1-based): a path's shard
+    depends on nothing but the path, so N machines with the same command split any input exactly.
+    """
+    paths = itertools.chain.from_iterable(_expand(spec) for spec in specs)
+    if shard is None or shard[1] == 1:
+        return paths
+    k, n = shard
+    return (p for p in paths if shard_of(p, n) == k)
+
+
+def shard_of(path: str, n: int) -> int:
+    """The 1-based shard (of n) that a path belongs to: a stable hash, the same on every machine."""
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n + 1
+
+
+def _is_glob(spec: str) -> bool:
+    return any(c in spec for c in "*?[")
+
+
+def _expand(spec: str) -> Iterator[str]:
+    if spec == "-":
+        yield from _read_list_lines(sys.stdin, base=None)
+    elif os.path.isdir(spec):
+        yield from _walk(spec)
+    elif os.path.isfile(spec) and Path(spec).suffix.lower() in LIST_SUFFIXES:
+        with open(spec, encoding="utf-8", errors="surrogateescape") as fh:
+            yield from _read_list_lines(fh, base=os.path.dirname(spec))
+    elif os.path.exists(spec) or not _is_glob(spec):
+        yield spec  # a file (or a missing one, which gets an error row)
+    else:
+        import glob
+
+        for match in sorted(glob.iglob(spec, recursive=True)):
+            yield from (_walk(match) if os.path.isdir(match) else (match,))
+
+
+def _read_list_lines(lines: Iterable[str], *, base: str | None) -> Iterator[str]:
+    # Relative paths in a list file are relative to the list's folder, so the list still works
+    # when the command runs from elsewhere (a scheduler's working directory).
+    for line in lines:
+        line = line.rstrip("\r\n")
+        if not line.strip() or line.startswith("#"):
+            continue
+        yield os.path.join(base, line) if base and not os.path.isabs(line) else line
+
+
+def _walk(folder: str) -> Iterator[str]:
+    """Image files under ``folder``, depth first, sorted by name; hidden entries skipped.
+
+    Hidden names are skipped because macOS litters folders with ``._photo.jpg`` resource forks
+    that carry an image suffix and no image. Folder symlinks are not followed (no cycles).
+    """
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        print(f"moodify batch: warning: cannot list {folder}: {exc.strerror}", file=sys.stderr)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(entry.path)
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+            yield entry.path
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` (1 <= K <= N) -> (K, N)."""
+    if text is None:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes K/N, like 2/8; got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 1 <= K <= N; got {text!r}")
+    return k, n
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding and detection (runs in worker processes)
+
+
+@dataclass
+class _Analyzed:
+    """What a worker sends back for one input: boxes and 48x48 crops, or why it failed."""
+
+    path: str
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    crops: np.ndarray | None = None
+    error: str | None = None
+
+
+_WORKER: dict = {}  # per-process state set by _init_worker: detector, preprocessing, mode
+
+
+def _init_worker(detector_spec: dict | None, prep, pre_cropped: bool, in_pool: bool) -> None:
+    from .detect import make_detector
+
+    if in_pool:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+        cv2.setNumThreads(1)  # one process per core already; more threads only contend
+    _WORKER.update(prep=prep, pre_cropped=pre_cropped,
+                   detector=None if pre_cropped else make_detector(**detector_spec))
+
+
+def _ping(_: int) -> int:
+    return os.getpid()
+
+
+def _analyze(path: str) -> _Analyzed:
+    """Decode one image and cut out its faces; any failure becomes a one-line error, never a crash."""
+    from .images import ImageError, load_image
+    from .preprocess import crop_face
+
+    prep, size = _WORKER["prep"], _WORKER["prep"].input_size
+    try:
+        bgr = load_image(path)
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        if _WORKER["pre_cropped"]:
+            h, w = gray.shape
+            interpolation = cv2.INTER_AREA if max(h, w) > size else cv2.INTER_LINEAR
+            crop = gray if (h, w) == (size, size) else cv2.resize(gray, (size, size), interpolation=interpolation)
+            return _Analyzed(path, [(0, 0, w, h)], crop[None])
+        boxes = [tuple(int(v) for v in b) for b in _WORKER["detector"].detect(gray)]
+        crops = np.zeros((len(boxes), size, size), dtype=np.uint8)
+        for i, box in enumerate(boxes):
+            crops[i] = crop_face(gray, box, prep.framing, size=size)
+        return _Analyzed(path, boxes, crops)
+    except ImageError as exc:
+        message = str(exc)
+        return _Analyzed(path, error=message[len(path) + 2:] if message.startswith(path + ": ") else message)
+    except Exception as exc:  # a decoder or detector failure on one file must not stop a million-file job
+        return _Analyzed(path, error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": "))
+
+
+# ---------------------------------------------------------------------------------------------
+# Output formats
+
+
+def _fmt_float(v: float) -> str:
+    return f"{v:.6f}"
+
+
+class CsvFormat:
+    """CSV with a header row; probabilities with 6 decimals; empty cells for missing values."""
+
+    def header(self) -> bytes:
+        return self._encode([COLUMNS])
+
+    def encode(self, rows: Iterable[tuple]) -> bytes:
+        return self._encode(tuple("" if v is None else _fmt_float(v) if isinstance(v, float) else v for v in row)
+                            for row in rows)
+
+    @staticmethod
+    def _encode(rows: Iterable[Sequence]) -> bytes:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(rows)
+        # backslashreplace: a file name that is not valid UTF-8 still gets a readable row.
+        return buf.getvalue().encode("utf-8", "backslashreplace")
+
+
+class JsonlFormat:
+    """One JSON object per line; null for missing values."""
+
+    def header(self) -> bytes:
+        return b""
+
+    def encode(self, rows: Iterable[tuple]) -> bytes:
+        lines = (json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in zip(COLUMNS, row)},
+                            ensure_ascii=False) for row in rows)
+        return "".join(line + "\n" for line in lines).encode("utf-8", "backslashreplace")
+
+
+def output_format(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise BatchError(f"{path}: unknown output format {suffix or '(no suffix)'!r}; use "
+                         + ", ".join(sorted(FORMATS)))
+    if FORMATS[suffix] == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise BatchError("Parquet output needs pyarrow: pip install pyarrow (or write .csv / .jsonl)") from None
+    return FORMATS[suffix]
+
+
+def _row_writer(fmt: str) -> CsvFormat | JsonlFormat:
+    # Parquet cannot be appended to safely, so its rows build up as CSV and are converted at the end.
+    return JsonlFormat() if fmt == "jsonl" else CsvFormat()
+
+
+def csv_to_parquet(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Stream a batch CSV into a Parquet file with proper column types, in bounded memory."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    types = {c: pa.int32() if c in INT_COLUMNS else pa.float32() if c in FLOAT_COLUMNS else pa.string()
+             for c in COLUMNS}
+    schema = pa.schema([(c, types[c]) for c in COLUMNS])
+    reader = pacsv.open_csv(src, convert_options=pacsv.ConvertOptions(
+        column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False))
+    with pq.ParquetWriter(dst, schema) as writer:
+        for batch in reader:
+            writer.write_table(pa.Table.from_batches([batch]).select(list(COLUMNS)).cast(schema))
+
+
+# ---------------------------------------------------------------------------------------------
+# The resumable output file
+
+
+@dataclass
+class Counts:
+    """Running totals, stored with every commit so a resumed run reports the whole job."""
+
+    inputs: int = 0
+    faces: int = 0
+    no_face: int = 0
+    errors: int = 0
+
+    def add(self, other: "Counts") -> None:
+        self.inputs += other.inputs
+        self.faces += other.faces
+        self.no_face += other.no_face
+        self.errors += other.errors
+
+
+class ResumableOutput:
+    """``OUT.partial`` (rows) plus ``OUT.progress`` (commit log), renamed onto ``OUT`` at the end."""
+
+    def __init__(self, out: Path, fingerprint: dict):
+        self.out = out
+        self.partial = out.with_name(out.name + ".partial")
+        self.log = out.with_name(out.name + ".progress")
+        self.fingerprint = fingerprint
+        self.fmt = output_format(out)
+        self.writer = _row_writer(self.fmt)
+        self.counts = Counts()
+        self.last_path: str | None = None
+        self._data = None
+        self._log = None
+
+    def interrupted_run_exists(self) -> bool:
+        return self.log.exists()
+
+    def start(self) -> None:
+        """A fresh run: an empty partial file holding the header, and a log with the fingerprint."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._data = open(self.partial, "wb")
+        self._data.write(self.writer.header())
+        self._sync(self._data)
+        self._log = open(self.log, "w", encoding="utf-8")
+        self._log_line({"moodify_batch": LOG_VERSION, "fingerprint": self.fingerprint})
+        self._commit()
+
+    def resume(self) -> None:
+        """Reopen an interrupted run at its last commit, dropping whatever was written after it."""
+        commits, header = [], None
+        with open(self.log, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # the line being written when the run died
+                if not line.endswith("\n"):
+                    break
+                if header is None:
+                    header = record
+                else:
+                    commits.append(record)
+        if header is None or header.get("moodify_batch") != LOG_VERSION or not commits:
+            raise BatchError(f"{self.log} is not a usable progress log; start again with --overwrite")
+        if header["fingerprint"] != self.fingerprint:
+            changed = sorted(k for k in set(header["fingerprint"]) | set(self.fingerprint)
+                             if header["fingerprint"].get(k) != self.fingerprint.get(k))
+            raise BatchError(f"the interrupted run in {self.partial} used different settings ({', '.join(changed)}); "
+                             "resume with the same command, or start again with --overwrite")
+        last = commits[-1]
+        if not self.partial.exists() or self.partial.stat().st_size < last["bytes"]:
+            raise BatchError(f"{self.partial} is shorter than its progress log says; start again with --overwrite")
+        self.counts = Counts(**last["counts"])
+        self.last_path = last.get("last")
+        self._data = open(self.partial, "r+b")
+        self._data.truncate(last["bytes"])  # rows written after the last commit are redone
+        self._data.seek(0, os.SEEK_END)
+        self._sync(self._data)
+        self._log = open(self.log, "a", encoding="utf-8")
+
+    def append(self, rows: list[tuple], counts: Counts, last_path: str) -> None:
+        """Write one chunk's rows durably, then commit them in the log (that order is what makes kill -9 safe)."""
+        self._data.write(self.writer.encode(rows))
+        self._sync(self._data)
+        self.counts.add(counts)
+        self.last_path = last_path
+        self._commit()
+
+    def finish(self) -> None:
+        """Close, convert if Parquet, and atomically put the finished file in place."""
+        self._data.close()
+        if self.fmt == "parquet":
+            tmp = self.out.with_name(self.out.name + ".tmp")
+            csv_to_parquet(self.partial, tmp)
+            os.replace(tmp, self.out)
+            self.partial.unlink()
+        else:
+            os.replace(self.partial, self.out)
+        _fsync_dir(self.out.parent)
+        self._log.close()
+        self.log.unlink()
+
+    def close(self) -> None:
+        for fh in (self._data, self._log):
+            if fh is not None and not fh.closed:
+                fh.close()
+
+    def _commit(self) -> None:
+        self._log_line({"bytes": self._data.tell(), "counts": self.counts.__dict__, "last": self.last_path})
+
+    def _log_line(self, record: dict) -> None:
+        self._log.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._sync(self._log)
+
+    @staticmethod
+    def _sync(fh) -> None:
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename itself must reach the disk, or a power cut could bring the partial file back.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def _rows_for(item: _Analyzed, probs: np.ndarray) -> tuple[list[tuple], Counts]:
+    """Rows for one input: one per face, one for no face, or one carrying the error."""
+    blank = (None,) * (len(COLUMNS) - 4)  # face box, emotion, confidence, probabilities
+    if item.error is not None:
+        return [(item.path, None, None, *blank, item.error)], Counts(inputs=1, errors=1)
+    if not item.boxes:
+        return [(item.path, None, 0, *blank, None)], Counts(inputs=1, no_face=1)
+    rows = []
+    for i, (box, p) in enumerate(zip(item.boxes, probs)):
+        top = int(np.argmax(p))
+        rows.append((item.path, i, len(item.boxes), *box, EMOTIONS[top], float(p[top]), *map(float, p), None))
+    return rows, Counts(inputs=1, faces=len(item.boxes))
+
+
+def _classify_chunk(items: list[_Analyzed], model, batch_size: int) -> tuple[list[tuple], Counts]:
+    crops = [it.crops for it in items if it.error is None and it.boxes]
+    size = model.preprocessing.input_size
+    faces = np.concatenate(crops) if crops else np.zeros((0, size, size), np.uint8)
+    probs = model.predict(faces, batch_size=batch_size) if len(faces) else np.zeros((0, len(EMOTIONS)))
+    rows, counts, at = [], Counts(), 0
+    for item in items:
+        n = len(item.boxes) if item.error is None else 0
+        item_rows, item_counts = _rows_for(item, probs[at:at + n])
+        at += n
+        rows += item_rows
+        counts.add(item_counts)
+    return rows, counts
+
+
+def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
+    while chunk := list(itertools.islice(paths, size)):
+        yield chunk
+
+
+def _detector_spec(args: argparse.Namespace) -> dict:
+    """Keyword arguments for ``make_detector``, as ``moodify.cli.build_recognizer`` builds them."""
+    if args.detector == "yunet":
+        return {"kind": "yunet", "model_path": args.yunet_model, "min_size": args.min_size}
+    return {"kind": "haar", "scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
+            "min_size": args.min_size}
+
+
+def _model_identity(name_or_path: str | None) -> str:
+    """The sha256 of the model file, so a resumed run never mixes two models' rows."""
+    from .weights import resolve_model_path, sha256_file
+
+    path = Path(name_or_path) if name_or_path and str(name_or_path).lower().endswith(".onnx") \
+        else resolve_model_path(name_or_path)[0]
+    return sha256_file(path) if path.is_file() else str(path)
+
+
+class _Progress:
+    """A tqdm bar whose total arrives from a background count of the inputs (no wait to start)."""
+
+    def __init__(self, specs: Sequence[str], shard, *, initial: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(initial=initial, unit="img", disable=not enabled, smoothing=0.05, dynamic_ncols=True,
+                        desc="moodify batch")
+        if enabled and "-" not in specs:  # stdin can be read only once
+            threading.Thread(target=self._count, args=(specs, shard), daemon=True).start()
+
+    def _count(self, specs, shard) -> None:
+        total = sum(1 for _ in iter_inputs(specs, shard=shard))
+        self.bar.total = total
+        self.bar.refresh()
+
+    def update(self, n: int, counts: Counts) -> None:
+        self.bar.set_postfix(faces=counts.faces, no_face=counts.no_face, errors=counts.errors, refresh=False)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class Summary:
+    counts: Counts
+    seconds: float
+    processed: int  # inputs processed by this invocation (a resumed run skips the rest)
+    out: Path
+
+    def line(self, shard) -> str:
+        c = self.counts
+        rate = self.processed / self.seconds if self.seconds > 0 else 0.0
+        where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+        return (f"moodify batch: {c.inputs:,} images{where}: {c.faces:,} faces, {c.no_face:,} without a face, "
+                f"{c.errors:,} errors; {self.processed:,} images in {self.seconds:.1f} s this run "
+                f"({rate:.1f} images/s) -> {self.out}")
+
+
+def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, model_name: str | None = None,
+              backend: str = "torch", detector_spec: dict | None = None, pre_cropped: bool = False,
+              workers: int = 1, shard: tuple[int, int] | None = None, chunk_size: int = CHUNK_SIZE,
+              batch_size: int = 256, resume: bool = False, overwrite: bool = False,
+              progress: bool = True) -> Summary:
+    """Classify every face in ``inputs`` into ``out`` (.csv, .jsonl or .parquet); see the module doc.
+
+    ``model``: a loaded ``EmotionModel`` / ``OnnxEmotionModel`` (else ``model_name`` is loaded with
+    ``backend``). ``workers``: processes that decode and detect (1: all in this process).
+    """
+    from .weights import load_model
+
+    out = Path(out)
+    check_inputs(inputs)
+    detector_spec = detector_spec or {"kind": "haar"}
+    fingerprint = {
+        "inputs": list(inputs), "shard": list(shard) if shard else None, "pre_cropped": pre_cropped,
+        "detector": None if pre_cropped else detector_spec, "chunk_size": chunk_size, "backend": backend,
+        "model": _model_identity(model_name) if model is None else f"{model.name}:{getattr(model, 'source_sha256', '')}",
+    }
+    output = ResumableOutput(out, fingerprint)
+    if output.interrupted_run_exists() and not (resume or overwrite):
+        raise BatchError(f"an interrupted run left {output.partial}: pass --resume to continue it, "
+                         "or --overwrite to start again")
+    if out.exists() and not output.interrupted_run_exists() and not overwrite:
+        if resume:
+            print(f"moodify batch: {out} is already complete; nothing to resume", file=sys.stderr)
+            return Summary(Counts(), 0.0, 0, out)
+        raise BatchError(f"{out} exists: pass --overwrite to replace it")
+
+    if model is None:
+        model = load_model(model_name, backend=backend)
+    resuming = resume and output.interrupted_run_exists()
+    output.resume() if resuming else output.start()
+    paths = iter_inputs(inputs, shard=shard)
+    try:
+        if resuming and output.counts.inputs:
+            done = list(itertools.islice(paths, output.counts.inputs - 1))
+            last = next(paths, None)
+            if len(done) != output.counts.inputs - 1 or last != output.last_path:
+                raise BatchError(f"the inputs changed since the interrupted run (input {output.counts.inputs:,} was "
+                                 f"{output.last_path!r}, now {last!r}); start again with --overwrite")
+            del done
+        summary = _process(paths, output, model, detector_spec, pre_cropped=pre_cropped, workers=workers,
+                           chunk_size=chunk_size, batch_size=batch_size, specs=inputs, shard=shard,
+                           progress=progress)
+    finally:
+        output.close()
+    output.finish()
+    return summary
+
+
+def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec: dict, *, pre_cropped: bool,
+             workers: int, chunk_size: int, batch_size: int, specs, shard, progress: bool) -> Summary:
+    init_args = (detector_spec, model.preprocessing, pre_cropped)
+    chunks = _chunks(paths, chunk_size)
+    start, processed = time.perf_counter(), 0
+    executor = None
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # fork on Linux: workers start at once with everything imported. The pool is started
+        # here, before the progress bar's and the counter's threads exist, and warmed so that
+        # every worker is forked now rather than later.
+        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                       initargs=(*init_args, True))
+        list(executor.map(_ping, range(workers)))
+    else:
+        _init_worker(*init_args, False)
+    bar = _Progress(specs, shard, initial=output.counts.inputs, enabled=progress)
+    try:
+        if executor is None:
+            pending = ((chunk, map(_analyze, chunk)) for chunk in chunks)
+        else:
+            pending = _prefetch(((chunk, executor.map(_analyze, chunk, chunksize=max(1, len(chunk) // (4 * workers))))
+                                 for chunk in chunks), PREFETCH_CHUNKS)
+        for chunk, analyzed in pending:
+            items = _collect(analyzed, chunk)
+            rows, counts = _classify_chunk(items, model, batch_size)
+            output.append(rows, counts, chunk[-1])
+            processed += len(chunk)
+            bar.update(len(chunk), output.counts)
+    finally:
+        bar.close()
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+    return Summary(output.counts, time.perf_counter() - start, processed, output.out)
+
+
+def _prefetch(iterator: Iterator, n: int) -> Iterator:
+    """Yield from ``iterator`` while keeping ``n`` items already started ahead of the consumer."""
+    queue: deque = deque()
+    for item in iterator:
+        queue.append(item)
+        if len(queue) > n:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()
+
+
+def _collect(analyzed: Iterator[_Analyzed], chunk: list[str]) -> list[_Analyzed]:
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return list(analyzed)
+    except BrokenProcessPool:
+        raise BatchError(f"a worker process died (out of memory, or a decoder crash) on one of the "
+                         f"{len(chunk)} inputs from {chunk[0]!r} to {chunk[-1]!r}; rerun with --resume, "
+                         "and --workers 1 to find the file") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .cli import add_detector_arguments
+
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="folders (searched recursively), globs (quote them: 'photos/**/*.jpg'), files, list "
+                        "files (.txt/.lst: one path per line, relative to the list's folder) or - (paths on stdin)")
+    p.add_argument("-o", "--out", required=True,
+                   help="output file: .csv, .jsonl or .parquet (needs pyarrow); written atomically at the end")
+    p.add_argument("--pre-cropped", action="store_true",
+                   help="inputs are face crops (like FER2013): skip detection, resize to the model's input")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes that decode and detect (0: one per CPU core; 1: everything in this process)")
+    p.add_argument("--shard", type=parse_shard, default=None, metavar="K/N",
+                   help="process only shard K of N (1-based), chosen by a hash of each path; join with `moodify merge`")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output or interrupted run")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="inference engine: PyTorch, or onnxruntime (the model exported once and cached)")
+    p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,
+                   help="inputs per durable commit (a crash redoes at most one chunk)")
+    p.add_argument("--batch-size", type=int, default=256, help="faces per network forward pass")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    add_detector_arguments(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the batch job; per-image failures are rows in the output, so they do not fail the job."""
+    if args.chunk_size < 1 or args.batch_size < 1:
+        raise BatchError("--chunk-size and --batch-size must be at least 1")
+    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    try:
+        summary = run_batch(args.inputs, args.out, model_name=args.model, backend=args.backend,
+                            detector_spec=_detector_spec(args), pre_cropped=args.pre_cropped, workers=workers,
+                            shard=args.shard, chunk_size=args.chunk_size, batch_size=args.batch_size,
+                            resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("moodify batch: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
+        return 130
+    if not args.quiet and summary.seconds:
+        print(summary.line(args.shard), file=sys.stderr)
+    return 0
