@@ -1,4 +1,4 @@
-"""Small pieces the web app (app.py) needs that are not UI: upload checks and a test-only network switch.
+"""Pieces of the web app (app.py) that are not UI: upload checks, the live hand-over, a test-only switch.
 
 Kept out of app.py so they are unit-tested, and out of the core modules because only the app uses them.
 """
@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from .images import ImageError, load_image
+from .labels import EMOTIONS
+from .recognizer import Face
 
 # Uploads larger than this are refused before decoding: a 50-megapixel photo already takes ~150 MB
 # decoded, and detection runs on a 640-pixel copy anyway, so nothing is gained beyond it.
@@ -62,3 +70,49 @@ def patch_loopback_ice() -> None:
         return ["127.0.0.1"] if use_ipv4 else []
 
     aioice.ice.get_host_addresses = loopback_only
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """What the UI thread reads: frames analysed so far, the faces of the latest frame, the timeline."""
+
+    frames: int
+    faces: list[tuple[int, Face]]  # (face number / track id, face), as drawn on the latest frame
+    timeline: pd.DataFrame  # one row per face per frame over the last ``history_s`` seconds
+
+
+class LiveResults:
+    """The hand-over between the webcam frame callback (another thread) and the Streamlit script.
+
+    The callback calls ``publish`` for every analysed frame and never touches ``st.*``; the script
+    polls ``read`` to redraw its charts. One lock guards both, so a read never sees half a frame.
+    """
+
+    def __init__(self, *, history_s: float = 30.0):
+        self.history_s = history_s
+        self._lock = threading.Lock()
+        self._frames = 0
+        self._faces: list[tuple[int, Face]] = []
+        self._rows: deque[dict] = deque()
+        self._t0: float | None = None
+
+    def publish(self, faces: Sequence[tuple[int, Face]], *, t: float | None = None) -> None:
+        """Record one analysed frame taken at ``t`` seconds (monotonic clock by default)."""
+        t = time.monotonic() if t is None else t
+        rows = [{"face": number, "emotion": face.emotion, "confidence": face.confidence, **face.probabilities}
+                for number, face in faces]
+        with self._lock:
+            if self._t0 is None:
+                self._t0 = t
+            self._frames += 1
+            self._faces = list(faces)
+            for row in rows:
+                self._rows.append({"time_s": t - self._t0, **row})
+            while self._rows and self._rows[0]["time_s"] < t - self._t0 - self.history_s:
+                self._rows.popleft()
+
+    def read(self) -> LiveSnapshot:
+        with self._lock:
+            frames, faces, rows = self._frames, list(self._faces), list(self._rows)
+        columns = ["time_s", "face", "emotion", "confidence", *EMOTIONS]
+        return LiveSnapshot(frames, faces, pd.DataFrame(rows, columns=columns))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from moodify import ImageError
-from moodify.app_support import LOOPBACK_ICE_ENV, loopback_ice_requested, read_image_upload
+from moodify import EMOTIONS, Face, ImageError
+from moodify.app_support import LOOPBACK_ICE_ENV, LiveResults, loopback_ice_requested, read_image_upload
 
 
 def _png(width: int, height: int) -> bytes:
@@ -47,3 +48,41 @@ def test_loopback_switch_reads_the_environment(monkeypatch):
     assert not loopback_ice_requested()
     monkeypatch.setenv(LOOPBACK_ICE_ENV, "1")
     assert loopback_ice_requested()
+
+
+def _face(top: str, box=(10, 10, 50, 50)) -> Face:
+    return Face(box, {e: (0.7 if e == top else 0.05) for e in EMOTIONS})
+
+
+def test_live_results_keep_latest_faces_and_a_rolling_timeline():
+    live = LiveResults(history_s=10)
+    assert live.read().frames == 0 and live.read().timeline.empty
+    for i in range(30):  # one frame a second for 30 s; two faces until second 20
+        faces = [(1, _face("happy")), (2, _face("sad"))] if i < 20 else [(1, _face("surprise"))]
+        live.publish(faces, t=100.0 + i)
+    snap = live.read()
+    assert snap.frames == 30
+    assert [(n, f.emotion) for n, f in snap.faces] == [(1, "surprise")]
+    timeline = snap.timeline
+    assert timeline["time_s"].min() >= 19 and timeline["time_s"].max() == 29  # only the last 10 s
+    assert set(timeline.columns) >= {"time_s", "face", "emotion", *EMOTIONS}
+    assert timeline[timeline["face"] == 2]["emotion"].unique().tolist() == ["sad"]
+
+
+def test_live_results_survive_a_busy_writer_thread():
+    live = LiveResults(history_s=1e6)
+    done = threading.Event()
+
+    def writer():
+        for i in range(2000):
+            live.publish([(1, _face("happy")), (2, _face("fear"))], t=float(i))
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while not done.is_set():
+        snap = live.read()
+        # Never half a frame: every frame contributes two rows, published under one lock.
+        assert len(snap.timeline) == 2 * snap.frames
+    thread.join()
+    assert live.read().frames == 2000
