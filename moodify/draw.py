@@ -32,7 +32,11 @@ def annotate(bgr: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[int] |
              bars: bool = True) -> np.ndarray:
     """A copy of ``bgr`` with each face boxed, labelled ``number emotion confidence`` and, when
     ``bars``, a small bar per emotion under the box. ``numbers`` default to 1, 2, ... in order."""
-    out = bgr.copy()
+    return _annotate_into(bgr.copy(), faces, numbers=numbers, bars=bars)
+
+
+def _annotate_into(out: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[int] | None,
+                   bars: bool) -> np.ndarray:
     numbers = list(numbers) if numbers is not None else list(range(1, len(faces) + 1))
     scale = max(0.4, min(1.2, max(out.shape[:2]) / 1000))  # text size that reads at any resolution
     thick = max(1, int(round(scale * 2)))
@@ -61,3 +65,30 @@ def _draw_bars(img: np.ndarray, face: Face, x: int, y: int, width: int) -> None:
         cv2.rectangle(img, (x, top), (x + width, top + bar_h), (60, 60, 60), cv2.FILLED)
         if length:
             cv2.rectangle(img, (x, top), (x + length, top + bar_h), EMOTION_COLORS[emotion], cv2.FILLED)
+
+
+def annotate_tracks(bgr: np.ndarray, faces: Sequence[Face], *, fps: float | None = None,
+                    status: Sequence[str] = (), bars: bool = True, copy: bool = True) -> np.ndarray:
+    """Video frames: like ``annotate`` but each face is numbered by its ``track_id`` (stable
+    across frames), with an optional FPS counter and status lines (``"REC"``, ``"PAUSED"``) in
+    the top-left corner. ``copy=False`` draws in place, which live video can afford."""
+    numbers = [getattr(face, "track_id", i) for i, face in enumerate(faces, start=1)]
+    out = _annotate_into(bgr.copy() if copy else bgr, faces, numbers=numbers, bars=bars)
+    lines = ([f"{fps:.1f} fps"] if fps is not None else []) + list(status)
+    if lines:
+        draw_overlay(out, lines)
+    return out
+
+
+def draw_overlay(img: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    """Write ``lines`` in the top-left corner of ``img`` (in place), white on a dark band."""
+    scale = max(0.45, min(1.0, max(img.shape[:2]) / 1000))
+    thick = max(1, int(round(scale * 2)))
+    y = 4
+    for text in lines:
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        cv2.rectangle(img, (4, y), (4 + tw + 8, y + th + base + 6), (30, 30, 30), cv2.FILLED)
+        color = (60, 60, 255) if text.startswith("REC") else (255, 255, 255)
+        cv2.putText(img, text, (8, y + th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
+        y += th + base + 8
+    return img

@@ -20,6 +20,8 @@ import numpy as np
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 
 IOU_THRESHOLD = 0.3  # least overlap for a detection to continue a track
+MAX_DISTANCE = 1.0  # failing that, farthest centre-to-centre step, in face widths, that still continues it
+MAX_SIZE_RATIO = 2.0  # and only between boxes whose widths differ less than this
 MAX_MISSED = 5  # detections in a row a track may miss before it is dropped (its id is never reused)
 SMOOTHING = 0.6  # EMA weight of the past at each new observation: 0 = off, 0.6 settles in ~3 frames
 VELOCITY_MEMORY = 0.5  # EMA weight of the old velocity when a track is matched again
@@ -49,6 +51,17 @@ def iou_matrix(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> np
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
     union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def centre_distance_matrix(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> np.ndarray:
+    """Distance between the centres of every box in ``a`` and ``b``, in units of their mean width."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    a = np.asarray(a, dtype=np.float64)[:, None, :]
+    b = np.asarray(b, dtype=np.float64)[None, :, :]
+    dx = (a[..., 0] + a[..., 2] / 2) - (b[..., 0] + b[..., 2] / 2)
+    dy = (a[..., 1] + a[..., 3] / 2) - (b[..., 1] + b[..., 3] / 2)
+    return np.hypot(dx, dy) / np.maximum((a[..., 2] + b[..., 2]) / 2, 1e-12)
 
 
 def greedy_match(scores: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -85,7 +98,6 @@ class Track:
     missed: int = 0  # detections missed in a row
     first_frame: int = 0
     last_frame: int = 0  # frame of the last matched detection
-    visible: bool = True  # matched at the latest detection
 
     @property
     def int_box(self) -> Box:
@@ -101,13 +113,20 @@ class IoUTracker:
     case visible tracks move on at their velocity. Returns the tracks to show, by id.
 
     ``iou_threshold``: least overlap between a detection and a track's predicted or last box.
+    ``max_distance``: without that overlap, the farthest a face may have moved (centre to centre,
+    in face widths) and still be matched, which keeps fast faces and sparse detection tracked;
+    overlap always wins over mere nearness.
     ``max_missed``: detections in a row a track may miss and still take its face back.
     ``min_hits``: detections a new track needs before it is shown (2 hides one-frame false faces).
+    ``coast``: missed detections during which a track is still shown at its predicted box (1
+    stops a box from blinking when the detector misses a face once; 0 shows only what was found).
     """
 
     iou_threshold: float = IOU_THRESHOLD
+    max_distance: float = MAX_DISTANCE
     max_missed: int = MAX_MISSED
     min_hits: int = 1
+    coast: int = 0
     tracks: list[Track] = field(default_factory=list)
     frame: int = -1
     next_id: int = 1
@@ -115,8 +134,8 @@ class IoUTracker:
     def __post_init__(self) -> None:
         if not 0 < self.iou_threshold <= 1:
             raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
-        if self.max_missed < 0 or self.min_hits < 1:
-            raise ValueError("max_missed must be >= 0 and min_hits >= 1")
+        if self.max_missed < 0 or self.min_hits < 1 or self.max_distance < 0 or self.coast < 0:
+            raise ValueError("max_missed, max_distance and coast must be >= 0, min_hits >= 1")
 
     def reset(self) -> None:
         """Forget every track (a new video); ids start again at 1."""
@@ -135,17 +154,28 @@ class IoUTracker:
         return self.visible()
 
     def visible(self) -> list[Track]:
-        """Tracks matched at the latest detection and confirmed by ``min_hits``, by id."""
-        return sorted((t for t in self.tracks if t.visible and t.hits >= self.min_hits), key=lambda t: t.id)
+        """Tracks confirmed by ``min_hits`` and missed by at most ``coast`` detections, by id."""
+        return sorted((t for t in self.tracks if t.missed <= self.coast and t.hits >= self.min_hits),
+                      key=lambda t: t.id)
 
     def _match(self, boxes: list[tuple[float, float, float, float]]) -> None:
         predicted = [t.box for t in self.tracks]
         last = [t.last_seen for t in self.tracks]
         # A face that keeps moving is found at its predicted box; one that stopped or came back
         # where it vanished is found at its last box: either overlap counts.
-        scores = np.maximum(iou_matrix(predicted, boxes), iou_matrix(last, boxes))
+        overlap = np.maximum(iou_matrix(predicted, boxes), iou_matrix(last, boxes))
+        distance = np.minimum(centre_distance_matrix(predicted, boxes), centre_distance_matrix(last, boxes))
+        widths = np.array([[t.box[2] for t in self.tracks]]).T
+        ratio = widths / np.array([[b[2] for b in boxes]]) if self.tracks and boxes else np.ones_like(overlap)
+        similar = (ratio < MAX_SIZE_RATIO) & (ratio > 1 / MAX_SIZE_RATIO)
+        near = np.zeros_like(overlap)
+        if self.max_distance > 0:
+            near = np.where(similar & (distance < self.max_distance),
+                            self.iou_threshold * (1 - distance / self.max_distance) * 0.999, 0.0)
+        # Scores >= iou_threshold are overlaps; those below it are near misses, ranked by nearness.
+        scores = np.where(overlap >= self.iou_threshold, overlap, near)
         matched_tracks, matched_boxes = set(), set()
-        for ti, bi in greedy_match(scores, self.iou_threshold):
+        for ti, bi in greedy_match(scores, 1e-9):
             self._continue(self.tracks[ti], boxes[bi])
             matched_tracks.add(ti)
             matched_boxes.add(bi)
@@ -153,7 +183,6 @@ class IoUTracker:
         for ti, t in enumerate(self.tracks):
             if ti not in matched_tracks:
                 t.missed += 1
-                t.visible = False
                 t.velocity = (t.velocity[0] * MISSED_VELOCITY_DECAY, t.velocity[1] * MISSED_VELOCITY_DECAY)
                 # An unconfirmed track that misses was most likely a false detection.
                 if t.missed > self.max_missed or t.hits < self.min_hits:
@@ -176,7 +205,6 @@ class IoUTracker:
         t.box = t.last_seen = box
         t.hits += 1
         t.missed = 0
-        t.visible = True
         t.last_frame = self.frame
 
 

@@ -87,6 +87,15 @@ def test_a_missed_detection_keeps_the_id_and_hides_the_box_meanwhile():
     assert tracker.next_id == 2  # no new track was started
 
 
+def test_coast_keeps_showing_a_face_the_detector_missed_once():
+    tracker = IoUTracker(coast=1)
+    for i in range(5):
+        tracker.update([(100 + 10 * i, 50, 80, 80)])
+    tracks = tracker.update([])  # missed once: still shown, carried along its path
+    assert [t.id for t in tracks] == [1] and tracks[0].int_box[0] == pytest.approx(150, abs=2)
+    assert tracker.update([]) == []  # missed twice: hidden
+
+
 def test_a_face_that_leaves_for_long_gets_a_new_id_and_ids_are_never_reused():
     tracker = IoUTracker(max_missed=3)
     for _ in range(5):
@@ -119,6 +128,30 @@ def test_frames_without_detection_move_the_box_at_the_tracked_velocity():
     assert [t.id for t in tracks] == [1]
 
 
+def test_a_fast_face_seen_every_third_frame_keeps_its_id():
+    """Live mode runs the detector on every 3rd frame; a quick head turn moves the box by most of
+    its width between detections, with no overlap left."""
+    tracker = IoUTracker()
+    ids = set()
+    for i in range(30):
+        box = (20 + 14 * i, 140, 58, 58)
+        tracks = tracker.update([box] if i % 3 == 0 else None)
+        ids.update(t.id for t in tracks)
+        if i % 3 == 0:
+            assert [t.int_box for t in tracks] == [box]
+    assert ids == {1}
+
+
+def test_a_different_face_far_away_is_a_new_person():
+    tracker = IoUTracker()
+    for _ in range(3):
+        tracker.update([(50, 50, 60, 60)])
+    tracks = tracker.update([(300, 50, 60, 60)])  # 4 face widths away: not the same person
+    assert [t.id for t in tracks] == [2]
+    tracks = tracker.update([(52, 50, 60, 60), (300, 50, 60, 60)])
+    assert ids_by_box(tracks) == {1: (52, 50, 60, 60), 2: (300, 50, 60, 60)}
+
+
 def test_min_hits_hides_a_one_frame_false_face():
     tracker = IoUTracker(min_hits=2)
     assert tracker.update([(10, 10, 50, 50), (300, 300, 40, 40)]) == []  # nobody confirmed yet
@@ -132,6 +165,8 @@ def test_tracker_rejects_bad_settings():
         IoUTracker(iou_threshold=0)
     with pytest.raises(ValueError):
         IoUTracker(min_hits=0)
+    with pytest.raises(ValueError):
+        IoUTracker(max_distance=-1)
 
 
 def onehot(name: str, strength: float = 0.8) -> np.ndarray:
