@@ -122,6 +122,15 @@ def find_blank(images: np.ndarray, *, max_std: float = BLANK_MAX_STD) -> np.ndar
     return np.flatnonzero(image_stats(images)["contrast"].to_numpy() < max_std)
 
 
+def blank_table(sets: Mapping[str, FaceSet], *, max_std: float = BLANK_MAX_STD) -> pd.DataFrame:
+    """One row per blank image: its ``split``, source ``row``, ``label`` and ``contrast`` (std)."""
+    images, labels, splits, rows = combine_splits(sets)
+    found = find_blank(images, max_std=max_std)
+    contrast = image_stats(images[found])["contrast"].to_numpy()
+    return pd.DataFrame({"split": splits[found], "row": rows[found],
+                         "label": [EMOTIONS[k] for k in labels[found]], "contrast": contrast})
+
+
 def find_duplicates(images: np.ndarray) -> list[np.ndarray]:
     """Groups of indices of byte-identical images (each group sorted, two or more members),
     largest group first. Exact copies only: a face re-encoded or shifted by a pixel is not caught."""
@@ -140,7 +149,7 @@ def duplicate_table(sets: Mapping[str, FaceSet]) -> pd.DataFrame:
     ``labels`` (per member), ``cross_split`` (the same picture sits in two splits, so a test
     score partly measures memory), ``labels_agree`` and ``blank``.
     """
-    images, labels, splits, rows = _concat(sets)
+    images, labels, splits, rows = combine_splits(sets)
     records = []
     for group in find_duplicates(images):
         records.append({
@@ -161,7 +170,7 @@ def split_overlap(sets: Mapping[str, FaceSet]) -> pd.DataFrame:
 
     Blank images are left out: a black square carries no identity, so it does not leak.
     """
-    images, _, splits, _ = _concat(sets)
+    images, _, splits, _ = combine_splits(sets)
     names = list(sets)
     table = pd.DataFrame(0, index=pd.Index(names, name="split"), columns=names)
     blank = set(find_blank(images).tolist())
@@ -271,8 +280,9 @@ def plot_faces(images: np.ndarray, titles: Sequence[str] | None = None, *, ncols
     return fig
 
 
-def _concat(sets: Mapping[str, FaceSet]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All faces of all splits: images, labels, split name per face, source row (or position)."""
+def combine_splits(sets: Mapping[str, FaceSet]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All faces of all splits in one set of arrays: images, labels, split name per face, and
+    source row (the position within its split where ``rows`` is unknown)."""
     images = np.concatenate([fs.images for fs in sets.values()])
     labels = np.concatenate([fs.labels for fs in sets.values()])
     splits = np.concatenate([np.full(len(fs), split, dtype=object) for split, fs in sets.items()])
@@ -281,7 +291,7 @@ def _concat(sets: Mapping[str, FaceSet]) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 __all__ = [
-    "BLANK_MAX_STD", "class_balance", "confident_mistakes", "default_data_root", "duplicate_table",
+    "BLANK_MAX_STD", "blank_table", "class_balance", "combine_splits", "confident_mistakes", "default_data_root", "duplicate_table",
     "face_grid", "ferplus_agreement", "ferplus_majority", "ferplus_summary", "ferplus_support", "find_blank",
     "find_duplicates", "image_stats", "load_ferplus_votes", "mean_faces", "pixel_stats", "plot_faces",
     "read_training_log", "sample_indices", "split_overlap", "subsample",

@@ -90,6 +90,19 @@ def test_blank_images_are_found_and_faint_faces_are_not():
     assert explore.find_blank(images).tolist() == [1, 2]
 
 
+def test_blank_table_names_split_row_and_label(sets):
+    table = explore.blank_table(sets)
+    assert table[["split", "row", "label"]].values.tolist() == [["Training", 0, "angry"], ["PrivateTest", 9, "angry"]]
+    assert (table["contrast"] == 0).all()
+
+
+def test_combine_splits_keeps_faces_labels_and_rows_together(sets):
+    images, labels, splits, rows = explore.combine_splits(sets)
+    assert len(images) == len(labels) == len(splits) == len(rows) == 10
+    assert splits[6] == "PrivateTest" and rows[6] == 6 and labels[6] == 3
+    assert np.array_equal(images[7], sets["PrivateTest"].images[1])
+
+
 def test_exact_duplicates_are_grouped_and_near_duplicates_are_not():
     images = _faces(6)
     images[3] = images[0]
