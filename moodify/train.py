@@ -240,6 +240,8 @@ def main(args: argparse.Namespace) -> dict:
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
         generator.set_state(state["generator"])
+        if "torch_rng" in state:  # dropout draws from the global generator
+            torch.set_rng_state(state["torch_rng"])
         start_epoch, best = state["epoch"] + 1, state["best"]
         if rank == 0:
             print(f"resumed from {ckpt_path} at epoch {start_epoch + 1}")
@@ -267,7 +269,8 @@ def main(args: argparse.Namespace) -> dict:
             print(json.dumps(record), flush=True)
             _atomic_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                          "generator": generator.get_state(), "epoch": epoch, "best": best}, ckpt_path)
+                          "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                          "epoch": epoch, "best": best}, ckpt_path)
         if world > 1:
             dist.barrier()
 

@@ -1,0 +1,78 @@
+"""`moodify classify` and `python -m moodify` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from moodify import cli
+
+
+def test_classify_prints_box_emotion_and_all_probabilities(astronaut_jpg, capsys):
+    assert cli.main(["classify", str(astronaut_jpg)]) == 0
+    out = capsys.readouterr().out
+    assert f"{astronaut_jpg}: 1 face" in out
+    assert "box x=" in out and "happy" in out
+    for label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"):
+        assert f"{label} " in out
+
+
+def test_classify_json(astronaut_jpg, capsys):
+    assert cli.main(["classify", "--json", str(astronaut_jpg)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    face = result[0]["faces"][0]
+    assert result[0]["path"] == str(astronaut_jpg)
+    assert set(face) == {"box", "emotion", "confidence", "probabilities"}
+    assert set(face["box"]) == {"x", "y", "w", "h"}
+    assert abs(sum(face["probabilities"].values()) - 1) < 1e-4
+    assert face["emotion"] == max(face["probabilities"], key=face["probabilities"].get)
+
+
+def test_bad_files_are_reported_and_the_rest_still_classified(astronaut_jpg, tmp_path, capsys):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((200, 200), 200, np.uint8)).save(blank)
+    status = cli.main(["classify", str(text), str(tmp_path / "missing.jpg"), str(blank), str(astronaut_jpg)])
+    captured = capsys.readouterr()
+    assert status == 1
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 2 and "notes.png" in errors[0] and "missing.jpg" in errors[1]
+    assert "Traceback" not in captured.err
+    assert f"{blank}: no face found" in captured.out
+    assert f"{astronaut_jpg}: 1 face" in captured.out
+
+
+def test_json_keeps_errors_next_to_results(astronaut_jpg, tmp_path, capsys):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    assert cli.main(["classify", "--json", str(empty), str(astronaut_jpg)]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert "empty file" in result[0]["error"]
+    assert len(result[1]["faces"]) == 1
+
+
+def test_python_dash_m_works_like_the_console_script(astronaut_jpg):
+    run = subprocess.run([sys.executable, "-m", "moodify", "classify", "--json", str(astronaut_jpg)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)[0]["faces"][0]["box"]["w"] > 50
+
+
+def test_every_command_explains_its_options():
+    parser = cli.get_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command_parser in sub.choices.items():
+        for action in command_parser._actions:
+            if action.dest != "help":
+                assert action.help, f"moodify {name} {action.option_strings}: no help text"
+
+
+def test_unknown_model_is_a_one_line_error(astronaut_jpg, capsys):
+    assert cli.main(["classify", "--model", "nope", str(astronaut_jpg)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nope'" in err and len(err.strip().splitlines()) == 1

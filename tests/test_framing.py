@@ -1,0 +1,41 @@
+"""Serving crops faces the way FER2013 framed them: the measured framing reproduces FER2013 crops."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from moodify.framing import UPSCALE, detect_in_fer_face, framing_from_boxes, measurement_detector
+from moodify.preprocess import FER2013_FRAMING, Framing, crop_face
+
+pytestmark = pytest.mark.data
+
+
+def _agreement(faces: np.ndarray, boxes: list, framing: Framing) -> float:
+    """Median correlation between FER2013 faces and the crops that serving cuts from their upscaled copies."""
+    scores = []
+    for face, box in zip(faces, boxes):
+        big = cv2.resize(face, (48 * UPSCALE, 48 * UPSCALE), interpolation=cv2.INTER_CUBIC)
+        crop = crop_face(big, tuple(v * UPSCALE for v in box), framing)
+        scores.append(np.corrcoef(crop.ravel().astype(float), face.ravel().astype(float))[0, 1])
+    return float(np.median(scores))
+
+
+def test_shipped_framing_reproduces_fer2013_crops(fer2013):
+    # Faces the measurement never saw (PublicTest), so this checks the framing, not a fit to itself.
+    faces = fer2013["PublicTest"].images[:400]
+    faces = faces[faces.std(axis=(1, 2)) > 10]  # skip blank images
+    detector = measurement_detector()
+    found = [(f, b) for f in faces if (b := detect_in_fer_face(f, detector)) is not None]
+    assert len(found) > 100
+    faces, boxes = zip(*found)
+    # Re-measuring on these faces lands close to the shipped constants.
+    measured = framing_from_boxes(np.array(boxes))
+    assert measured.scale == pytest.approx(FER2013_FRAMING.scale, abs=0.05)
+    assert abs(measured.shift_y - FER2013_FRAMING.shift_y) < 0.05
+    # Cropping an upscaled FER2013 face at its detected box gives back (nearly) the FER2013 image...
+    shipped = _agreement(faces, boxes, FER2013_FRAMING)
+    assert shipped > 0.9
+    # ...and clearly better than cropping the bare detector box, which zooms in too far.
+    assert shipped > _agreement(faces, boxes, Framing(scale=1.0)) + 0.05

@@ -1,0 +1,169 @@
+"""Training and evaluation on self-made data: the loop learns, resumes exactly, and evaluates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from moodify import cli, train
+from moodify.augment import AugmentConfig, augment_batch
+from moodify.data import DataError, load_dataset, read_folder_layout
+from moodify.weights import load_checkpoint, load_model
+
+from synthetic import synthetic_faces, write_fer2013_csv
+
+TINY = ["--epochs", "4", "--batch-size", "32", "--warmup-epochs", "0.5", "--threads", "2",
+        "--widths", "8", "16", "--hidden", "32", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    write_fer2013_csv(root / "fer2013" / "fer2013.csv.gz", {"Training": 40, "PublicTest": 10, "PrivateTest": 10})
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOODIFY_CACHE", str(tmp_path / "cache"))
+
+
+def test_tiny_training_run_learns_and_writes_a_usable_model(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(synthetic_root), "--out", str(out), "--ema-decay", "0", *TINY]) == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    model = load_model(out / "model.pt")
+    assert model.metrics["PublicTest"]["accuracy"] > 0.4  # chance is 1/7
+    assert model.temperature > 0
+    faces, labels = synthetic_faces(10, seed=99)
+    assert (model.predict(faces).argmax(1) == labels).mean() > 0.4
+    # The checkpoint is plain data: it loads with weights_only=True and records how it was made.
+    ckpt = load_checkpoint(out / "model.pt")
+    assert ckpt["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert ckpt["preprocessing"]["framing"]["scale"] > 1
+    assert "--epochs 4" in ckpt["training"]["command"]
+
+
+def test_resume_after_interruption_gives_the_same_model(synthetic_root, tmp_path, monkeypatch):
+    common = ["train", "--data", str(synthetic_root), *TINY]
+    assert cli.main([*common, "--out", str(tmp_path / "straight")]) == 0
+
+    real_epoch = train.train_one_epoch
+
+    def crash_in_third_epoch(*args, epoch, **kwargs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", crash_in_third_epoch)
+    assert cli.main([*common, "--out", str(tmp_path / "resumed")]) == 130
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    assert cli.main([*common, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
+
+    a = load_checkpoint(tmp_path / "straight" / "model.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "resumed" / "model.pt")["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log] == [1, 2, 3, 4]
+
+
+def test_evaluate_writes_report_and_plots(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    cli.main(["train", "--data", str(synthetic_root), "--out", str(out), *TINY])
+    capsys.readouterr()
+    report_dir = tmp_path / "eval"
+    assert cli.main(["evaluate", "--model", str(out / "model.pt"), "--data", str(synthetic_root),
+                     "--split", "PrivateTest", "--tta", "--out", str(report_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "macro-F1" in text and "ECE" in text and "disgust" in text
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["n"] == 70 and report["tta"] is True
+    assert np.array(report["confusion"]).sum() == 70
+    assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    for png in ("confusion.png", "reliability.png"):
+        assert (report_dir / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_without_data_path_says_how_to_give_one(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("MOODIFY_DATA", raising=False)
+    assert cli.main(["train", "--out", str(tmp_path)]) == 2
+    assert "MOODIFY_DATA" in capsys.readouterr().err
+
+
+def test_malformed_csv_is_a_clear_error(tmp_path):
+    bad = tmp_path / "fer2013.csv"
+    bad.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(DataError, match="not a FER2013 CSV"):
+        load_dataset(bad)
+    short = tmp_path / "short" / "fer2013.csv"
+    short.parent.mkdir()
+    short.write_text("emotion,pixels,Usage\n3,1 2 3,Training\n")
+    with pytest.raises(DataError, match="2304 pixel values"):
+        load_dataset(short)
+
+
+def test_csv_plain_and_gzip_read_the_same(tmp_path):
+    gz = write_fer2013_csv(tmp_path / "a" / "fer2013.csv.gz", {"Training": 3, "PublicTest": 1, "PrivateTest": 1})
+    plain = write_fer2013_csv(tmp_path / "b" / "fer2013.csv", {"Training": 3, "PublicTest": 1, "PrivateTest": 1},
+                              gz=False)
+    a, b = load_dataset(gz), load_dataset(plain)
+    for split in ("Training", "PublicTest", "PrivateTest"):
+        assert np.array_equal(a[split].images, b[split].images)
+        assert np.array_equal(a[split].labels, b[split].labels)
+    assert len(a["Training"]) == 21 and a["Training"].images.shape[1:] == (48, 48)
+
+
+def test_ferplus_votes_join_by_row_position(tmp_path):
+    csv_path = write_fer2013_csv(tmp_path / "fer2013" / "fer2013.csv.gz",
+                                 {"Training": 1, "PublicTest": 1, "PrivateTest": 1})
+    header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+    fer = load_dataset(csv_path.parent.parent)
+    n = sum(len(s) for s in fer.values())
+    rows = [header]
+    for i in range(n):
+        # Row i votes 8x happiness and 2x surprise, except row 0 which is "not a face".
+        rows.append("Training,x,0,0,0,0,0,0,0,0,0,10" if i == 0 else "Training,x,0,8,2,0,0,0,0,0,0,0")
+    (tmp_path / "ferplus").mkdir()
+    (tmp_path / "ferplus" / "fer2013new.csv").write_text("\n".join(rows) + "\n")
+    soft = load_dataset(tmp_path, labels="ferplus-soft")
+    assert sum(len(s) for s in soft.values()) == n - 1  # the not-a-face row is dropped
+    assert (soft["PublicTest"].labels == 3).all()  # majority: happy
+    assert np.allclose(soft["PublicTest"].soft[0], [0, 0, 0, 0.8, 0, 0.2, 0])
+    (tmp_path / "ferplus" / "fer2013new.csv").write_text("\n".join(rows[:-1]) + "\n")
+    with pytest.raises(DataError, match="joined by row position"):
+        load_dataset(tmp_path, labels="ferplus")
+
+
+def test_folder_layout_reader(tmp_path):
+    import cv2
+
+    faces, labels = synthetic_faces(3)
+    for split in ("train", "test"):
+        for i, (face, label) in enumerate(zip(faces, labels)):
+            folder = tmp_path / split / ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"][label]
+            folder.mkdir(parents=True, exist_ok=True)
+            big = cv2.resize(face, (96, 96))  # not 48x48: the reader resizes
+            cv2.imwrite(str(folder / f"{i}.png"), big)
+    sets = read_folder_layout(tmp_path)
+    assert len(sets["PrivateTest"]) == 21
+    assert len(sets["Training"]) + len(sets["PublicTest"]) == 21 and len(sets["PublicTest"]) >= 1
+    assert sets["Training"].images.shape[1:] == (48, 48)
+    assert np.bincount(load_dataset(tmp_path)["PrivateTest"].labels).tolist() == [3] * 7
+
+
+def test_augmentation_differs_per_face_and_keeps_shape():
+    faces, _ = synthetic_faces(1)
+    x = torch.as_tensor(faces[:1]).float().div(255).unsqueeze(1).repeat(16, 1, 1, 1)
+    out = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    flat = out.flatten(1)
+    distinct = {tuple(np.round(row[:200].numpy(), 3)) for row in flat}
+    assert len(distinct) == 16  # each face got its own warp, not one shared draw
+    off = augment_batch(x, AugmentConfig(shift=0, scale=0, rotate=0, flip=False, erase_p=0))
+    assert torch.allclose(off, x, atol=1e-5)
