@@ -19,6 +19,7 @@ from moodify.results import (encode_png, face_thumbnail, faces_table, fit_for_di
 
 LIVE_REFRESH_S = 0.25  # seconds between redraws of the live charts
 DISPLAY_MAX_SIDE = 1400  # pixels: pictures are shown (and offered as PNG) at most this large
+VIDEO_TYPES = ["mp4", "mov", "m4v", "avi", "mkv", "webm"]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 NO_FACE_HINT = ("Try a photo where the face is larger and looks at the camera, or lower the detector "
                 "sensitivity / minimum face size in the sidebar.")
@@ -74,6 +75,9 @@ def sidebar(model: moodify.EmotionModel) -> dict:
             help="How many overlapping detections a face needs. Lower finds more faces, and more false ones.")
         min_size = st.slider("Minimum face size (pixels)", 12, 200, 30, step=2, key="min_size",
                              help="Faces smaller than this are ignored.")
+        explain = st.toggle("Explain: show where the model looks", key="explain",
+                            help="Grad-CAM: warm colours mark the parts of each face that raised the score "
+                                 "of the emotion shown (Upload and Snapshot).")
         st.header("Live and video")
         smoothing = st.slider(
             "Temporal smoothing", 0.0, 0.95, 0.6, step=0.05, key="smoothing",
@@ -81,7 +85,7 @@ def sidebar(model: moodify.EmotionModel) -> dict:
                  "higher is steadier, slower to react.")
         st.divider()
         st.caption(PRIVACY_NOTE)
-    return {"min_neighbors": min_neighbors, "min_size": min_size, "smoothing": smoothing}
+    return {"min_neighbors": min_neighbors, "min_size": min_size, "smoothing": smoothing, "explain": explain}
 
 
 # ---------------------------------------------------------------- results of one picture
@@ -99,8 +103,9 @@ def probability_chart(face: moodify.Face, *, height: int = 190):
                     tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")]))
 
 
-def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str) -> None:
+def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, explain: bool = False) -> None:
     """Annotated picture, a card per face (number, crop, 7 bars), the table and the downloads."""
+    saliency = explain_faces(faces) if explain and faces else [None] * len(faces)
     small, shown = fit_for_display(bgr, faces, max_side=DISPLAY_MAX_SIDE)
     annotated = annotate(small, shown)
     summary = (f"{len(faces)} face{'s' if len(faces) != 1 else ''} found" if faces else "no face found")
@@ -109,12 +114,14 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str) 
     with faces_col:
         if not faces:
             st.warning(f"No face found in {name}. {NO_FACE_HINT}")
-        for number, face in enumerate(faces, start=1):
+        for number, (face, heat) in enumerate(zip(faces, saliency), start=1):
             with st.container(border=True):
                 st.markdown(f"**Face {number}**: {face.emotion} ({face.confidence:.0%})")
                 thumb_col, chart_col = st.columns([1, 2])
                 thumb_col.image(face_thumbnail(bgr, face.box), channels="BGR")
-                chart_col.altair_chart(probability_chart(face, height=150), use_container_width=True)
+                if heat is not None:
+                    thumb_col.image(heat, channels="BGR", caption="where the model looks")
+                chart_col.altair_chart(probability_chart(face, height=150), width="stretch")
     table = faces_table(faces, image=name)
     if faces:
         st.dataframe(table, hide_index=True, column_config=_table_columns())
@@ -126,6 +133,22 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str) 
                        "application/json", key=f"{key}-json", on_click="ignore")
     c3.download_button("Download annotated PNG", encode_png(annotated), f"{stem}-moodify.png", "image/png",
                        key=f"{key}-png", on_click="ignore")
+
+
+def explain_faces(faces: list[moodify.Face], *, size: int = 160) -> list:
+    """A Grad-CAM overlay (BGR) per face, for the emotion each face is labelled with."""
+    import numpy as np
+
+    from moodify.explain import gradcam, overlay
+
+    crops = np.stack([face.crop for face in faces])
+    maps = gradcam(get_model(), crops, [face.emotion for face in faces])
+    return [overlay(crop, heat, size=size) for crop, heat in zip(crops, maps)]
+
+
+def _without_name(message: str, name: str) -> str:
+    """moodify's error messages start with the input's name; the app shows the name already."""
+    return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
 
 
 def _table_columns() -> dict:
@@ -168,11 +191,13 @@ def upload_mode(settings: dict) -> None:
                 bgr, faces = analyze_upload(file.getvalue(), file.name, settings)
         except moodify.ImageError as exc:
             errors[file.name] = str(exc)
-            st.error(f"Could not read {file.name}: {exc}")
+            st.error(f"**{file.name}** could not be read: {_without_name(str(exc), file.name)}")
             continue
         results.append((file.name, faces))
-        with st.expander(f"{file.name}: {len(faces)} face{'s' if len(faces) != 1 else ''}", expanded=i < 3):
-            show_picture_result(file.name, bgr, faces, key=f"upload-{i}")
+        # The first few photos open; a long batch stays compact until a photo is clicked.
+        with st.expander(f"{file.name}: {len(faces)} face{'s' if len(faces) != 1 else ''}",
+                         expanded=len(results) <= 3):
+            show_picture_result(file.name, bgr, faces, key=f"upload-{i}", explain=settings["explain"])
     if len(files) > 1 and results:
         st.subheader("All photos")
         table = results_table(results)
@@ -194,9 +219,9 @@ def snapshot_mode(settings: dict) -> None:
     try:
         bgr, faces = analyze_upload(shot.getvalue(), "snapshot.jpg", settings)
     except moodify.ImageError as exc:
-        st.error(f"Could not read the camera picture: {exc}")
+        st.error(f"The camera picture could not be read: {_without_name(str(exc), 'snapshot.jpg')}")
         return
-    show_picture_result("snapshot.jpg", bgr, faces, key="snapshot")
+    show_picture_result("snapshot.jpg", bgr, faces, key="snapshot", explain=settings["explain"])
 
 
 def live_mode(settings: dict) -> None:
@@ -204,22 +229,31 @@ def live_mode(settings: dict) -> None:
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
     from moodify.app_support import LiveResults, loopback_ice_requested, patch_loopback_ice
+    from moodify.draw import annotate_tracks
+    from moodify.video import FpsMeter, FrameAnalyzer
 
     if loopback_ice_requested():
         patch_loopback_ice()
-    # One hand-over object per browser session; the frame callback below only ever calls publish().
+    # Per browser session: the hand-over object, and a tracker/smoother rebuilt when settings change.
     live: LiveResults = st.session_state.setdefault("live_results", LiveResults())
-    model = get_model()
-    # A detector of its own: the callback runs on another thread, and OpenCV cascades are not
-    # safe to share with the Upload mode of other sessions.
-    detector = moodify.HaarDetector(min_neighbors=settings["min_neighbors"], min_size=settings["min_size"])
-    recognizer = moodify.Recognizer(model=model, detector=detector)
+    key = (settings["min_neighbors"], settings["min_size"], settings["smoothing"])
+    if st.session_state.get("live_key") != key:
+        # A detector of its own: the callback runs on another thread, and an OpenCV cascade is not
+        # safe to share with other sessions' uploads.
+        detector = moodify.HaarDetector(min_neighbors=settings["min_neighbors"], min_size=settings["min_size"])
+        recognizer = moodify.Recognizer(model=get_model(), detector=detector)
+        st.session_state["live_analyzer"] = FrameAnalyzer(recognizer, smoothing=settings["smoothing"])
+        st.session_state["live_key"] = key
+    analyzer: FrameAnalyzer = st.session_state["live_analyzer"]
+    meter = FpsMeter()
 
     def on_frame(frame: av.VideoFrame) -> av.VideoFrame:
+        # Runs on streamlit-webrtc's worker thread: no st.* here, only the hand-over below.
         bgr = frame.to_ndarray(format="bgr24")
-        faces = recognizer.analyze(bgr)
-        live.publish(list(enumerate(faces, start=1)))
-        return av.VideoFrame.from_ndarray(annotate(bgr, faces), format="bgr24")
+        result = analyzer.process(bgr)
+        live.publish([(face.track_id, face) for face in result.faces])
+        return av.VideoFrame.from_ndarray(annotate_tracks(bgr, result.faces, fps=meter.tick(), copy=False),
+                                          format="bgr24")
 
     video_col, chart_col = st.columns([3, 2])
     with video_col:
@@ -231,24 +265,114 @@ def live_mode(settings: dict) -> None:
     status, chart_area = chart_col.empty(), chart_col.empty()
     timeline_area = st.empty()
     if not ctx.state.playing:
-        status.info("Press **START** and allow the camera. Each face gets a box, a number and its emotion.")
+        status.info("Press **START** and allow the camera. Each person gets a box, a number that follows "
+                    "them, and their emotion, smoothed over time as set in the sidebar.")
         return
     while ctx.state.playing:
         snap = live.read()
         if snap.faces:
             number, face = snap.faces[0]
-            status.markdown(f"Frames analysed: **{snap.frames}**. Faces now: **{len(snap.faces)}**. "
+            status.markdown(f"Frames analysed: **{snap.frames}**. Faces now: **{len(snap.faces)}**.  \n"
                             f"Face {number}: **{face.emotion}** ({face.confidence:.0%})")
-            chart_area.altair_chart(probability_chart(face), use_container_width=True)
+            chart_area.altair_chart(probability_chart(face), width="stretch")
         else:
             status.markdown(f"Frames analysed: **{snap.frames}**. No face in view.")
         if not snap.timeline.empty:
-            timeline_area.altair_chart(mood_timeline_chart(snap.timeline), use_container_width=True)
+            timeline_area.altair_chart(mood_timeline_chart(snap.timeline), width="stretch")
         time.sleep(LIVE_REFRESH_S)
 
 
 def video_mode(settings: dict) -> None:
-    st.info("Video mode needs moodify.video (coming soon).")
+    from moodify.video import VideoError
+
+    file = st.file_uploader("Video", type=VIDEO_TYPES,
+                            help="MP4, MOV, AVI, MKV or WebM. Every frame is analysed; a short clip is quickest.")
+    if file is None:
+        st.info("Upload a video to get it back annotated, with each person's emotions over time.")
+        return
+    key = (file.file_id, settings["min_neighbors"], settings["min_size"], settings["smoothing"])
+    if st.session_state.get("video_key") != key:
+        try:
+            result = analyze_video_upload(file, settings)
+        except VideoError as exc:
+            result = {"error": str(exc)}
+        st.session_state["video_result"], st.session_state["video_key"] = result, key
+    result = st.session_state["video_result"]
+    if "error" in result:
+        st.error(f"**{file.name}** could not be analysed: {_without_name(result['error'], file.name)}")
+        return
+    if result["damage"]:
+        st.warning(f"{file.name} is damaged: {result['damage']}. The results cover the "
+                   f"{result['frames_read']} frames that could be read.")
+    timeline, summary = result["timeline"], result["summary"]
+    st.markdown(f"**{result['frames_read']} frames** analysed; **{len(summary)} "
+                f"{'person' if len(summary) == 1 else 'people'}** tracked.")
+    video_col, side_col = st.columns([3, 2])
+    if result["video"]:
+        video_col.video(result["video"], format="video/mp4")
+    with side_col:
+        if summary.empty:
+            st.warning(f"No face found in {file.name}. {NO_FACE_HINT}")
+        else:
+            st.markdown("**Share of time in each emotion, per person**")
+            st.dataframe(summary, hide_index=True,
+                         column_config={e: st.column_config.NumberColumn(e, format="percent")
+                                        for e in moodify.EMOTIONS})
+    if not timeline.empty:
+        st.markdown("**Emotion timeline** (smoothed label of each person over time)")
+        st.altair_chart(video_timeline_chart(timeline), width="stretch")
+    stem = file.name.rsplit(".", 1)[0] or "video"
+    c1, c2 = st.columns(2)
+    if result["video"]:
+        c1.download_button("Download annotated video", result["video"], f"{stem}-moodify.mp4", "video/mp4",
+                           key="video-mp4", on_click="ignore")
+    c2.download_button("Download timeline CSV", result["csv"], f"{stem}-moodify-timeline.csv", "text/csv",
+                       key="video-csv", on_click="ignore")
+
+
+def analyze_video_upload(file, settings: dict) -> dict:
+    """Run moodify.video on an uploaded file; everything comes back in memory and the temporary
+    files (the decoder and encoder need real files) are deleted before this returns."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from moodify.video import VideoError, analyze_video
+
+    suffix = Path(file.name).suffix.lower() or ".mp4"
+    with tempfile.TemporaryDirectory(prefix="moodify-") as tmp:
+        src, out, csv_path = Path(tmp) / f"input{suffix}", Path(tmp) / "annotated.mp4", Path(tmp) / "timeline.csv"
+        src.write_bytes(file.getvalue())
+        try:
+            analysis = analyze_video(src, recognizer=get_recognizer(settings), output=out, csv_path=csv_path,
+                                     smoothing=settings["smoothing"], progress=False)
+            total = analysis.reader.frame_count
+            bar = st.progress(0.0, text=f"Analysing {file.name}...")
+            for _ in analysis:
+                done = analysis.frames_read / total if total else 0.0
+                bar.progress(min(done, 1.0), text=f"Analysing {file.name}: frame {analysis.frames_read}"
+                                                  + (f" of {total}" if total else ""))
+            bar.empty()
+        except VideoError as exc:  # name the upload, not our temporary copy of it
+            raise VideoError(str(exc).replace(str(src), file.name)) from None
+        timeline = pd.read_csv(csv_path)
+        return {"video": out.read_bytes() if analysis.frames_read else b"", "csv": csv_path.read_bytes(),
+                "timeline": timeline, "summary": pd.DataFrame(analysis.summary.rows()),
+                "frames_read": analysis.frames_read, "damage": analysis.damage}
+
+
+def video_timeline_chart(timeline, *, row_height: int = 36):
+    """One strip per person: a tick per analysed frame, coloured by that person's smoothed emotion."""
+    import altair as alt
+
+    people = timeline.assign(person="person " + timeline["track_id"].astype(str))
+    return (alt.Chart(people, height=max(80, row_height * people["person"].nunique()))
+            .mark_tick(thickness=3)
+            .encode(x=alt.X("time_s:Q", title="seconds"), y=alt.Y("person:N", title=None),
+                    color=alt.Color("label:N", title="emotion",
+                                    scale=alt.Scale(domain=list(moodify.EMOTIONS), range=list(EMOTION_HEX.values()))),
+                    tooltip=["person", "label", alt.Tooltip("label_confidence:Q", format=".0%"), "time_s"]))
 
 
 def main() -> None:
