@@ -577,22 +577,26 @@ def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec
              workers: int, chunk_size: int, batch_size: int, specs, shard, progress: bool) -> Summary:
     init_args = (detector_spec, model.preprocessing, pre_cropped)
     chunks = _chunks(paths, chunk_size)
-    start, processed = time.perf_counter(), 0
-    executor = None
+    processed, executor = 0, None
     if workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        # fork on Linux: workers start at once with everything imported. The pool is started
-        # here, before the progress bar's and the counter's threads exist, and warmed so that
-        # every worker is forked now rather than later.
-        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        # Not fork: a process that has already run OpenCV's or torch's thread pools (a notebook,
+        # a test session, a second batch in one program) can hang in a forked child. forkserver
+        # forks workers from a clean process that has imported this module once.
+        if "forkserver" in mp.get_all_start_methods():
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload([__name__])
+        else:
+            ctx = mp.get_context("spawn")
         executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                        initargs=(*init_args, True))
-        list(executor.map(_ping, range(workers)))
+        list(executor.map(_ping, range(workers)))  # start them all now, so start-up is not counted as work
     else:
         _init_worker(*init_args, False)
     bar = _Progress(specs, shard, initial=output.counts.inputs, enabled=progress)
+    start = time.perf_counter()  # throughput counts work, not the workers' start-up
     try:
         if executor is None:
             pending = ((chunk, map(_analyze, chunk)) for chunk in chunks)

@@ -1,0 +1,157 @@
+"""Throughput and memory of ``moodify batch``, against the targets in the batch issue.
+
+    python benchmarks/bench_batch.py                  # everything (a few minutes on 2 cores)
+    python benchmarks/bench_batch.py --skip-memory    # just the two throughput figures
+
+1. pre-cropped 48x48 faces (decode + classify), target >= 2,000 faces/s;
+2. full pipeline on 256x256 photos with one face each (decode + Haar + crop + classify), target >= 100 images/s;
+3. memory over 100,000 inputs (a list file; most entries are missing files, which are cheap error
+   rows, so the run is about bookkeeping and streaming): the resident memory must stay flat.
+
+Each run goes through ``moodify.batch.run_batch`` exactly as the CLI does (durable commits
+included); the model is loaded once beforehand, so start-up is not counted. The load average is
+printed with the figures, since a busy machine (a training run) lowers them a lot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+
+def astronaut_bgr() -> np.ndarray:
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def make_crops(folder: Path, n: int) -> None:
+    """n distinct 48x48 grayscale PNG faces (the astronaut's face, jittered)."""
+    gray = cv2.cvtColor(astronaut_bgr(), cv2.COLOR_BGR2GRAY)
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        x, y, s = 150 + rng.integers(-15, 15), 40 + rng.integers(-15, 15), 150 + rng.integers(-20, 20)
+        face = cv2.resize(gray[y:y + s, x:x + s], (48, 48), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / f"face{i:06d}.png"), cv2.convertScaleAbs(face, alpha=rng.uniform(0.8, 1.2)))
+
+
+def make_photos(folder: Path, n: int) -> None:
+    """n distinct 256x256 JPEG photos with one face each (the astronaut, shifted and re-lit)."""
+    bgr = astronaut_bgr()
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        dx, dy = rng.integers(-20, 20, size=2)
+        shifted = cv2.warpAffine(bgr, np.float32([[1, 0, dx], [0, 1, dy]]), (512, 512), borderMode=cv2.BORDER_REFLECT)
+        photo = cv2.resize(shifted, (256, 256), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(folder / f"photo{i:06d}.jpg"), cv2.convertScaleAbs(photo, alpha=rng.uniform(0.85, 1.15)),
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def throughput(inputs: Path, out: Path, model, *, pre_cropped: bool, workers: int, backend: str) -> tuple[float, int]:
+    from moodify.batch import run_batch
+
+    summary = run_batch([str(inputs)], out, model=model, backend=backend, pre_cropped=pre_cropped,
+                        workers=workers, overwrite=True, progress=False)
+    return summary.processed / summary.seconds, summary.counts.faces
+
+
+def classify_only(model, n: int = 2048) -> float:
+    faces = np.random.default_rng(0).integers(0, 256, (n, 48, 48), dtype=np.uint8)
+    model.predict(faces[:256], batch_size=256)
+    t = time.perf_counter()
+    model.predict(faces, batch_size=256)
+    return n / (time.perf_counter() - t)
+
+
+def memory_run(tmp: Path, crops: Path, n_inputs: int, real_every: int, backend: str) -> list[tuple[int, float]]:
+    """Run the CLI over a list of n_inputs paths; sample (inputs done, RSS MiB) as it goes."""
+    import json
+
+    real = sorted(crops.glob("*.png"))
+    listing = tmp / "inputs.txt"
+    with open(listing, "w") as fh:
+        for i in range(n_inputs):
+            fh.write(f"{real[i % len(real)]}\n" if i % real_every == 0 else f"missing/{i:07d}.png\n")
+    out = tmp / "memory.csv"
+    progress = Path(str(out) + ".progress")
+    cmd = [sys.executable, "-m", "moodify", "batch", str(listing), "-o", str(out), "--pre-cropped", "--overwrite",
+           "--workers", "1", "--backend", backend, "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=PROJECT)
+    samples, next_mark = [], 0
+    while proc.poll() is None:
+        try:
+            rss = int(next(line.split()[1] for line in open(f"/proc/{proc.pid}/status") if line.startswith("VmRSS"))) / 1024
+            lines = progress.read_text().splitlines()
+            done = json.loads(lines[-1])["counts"]["inputs"] if len(lines) > 1 else 0
+        except (OSError, StopIteration, ValueError, KeyError):
+            time.sleep(0.2)
+            continue
+        if done >= next_mark:
+            samples.append((done, rss))
+            next_mark = done + n_inputs // 10
+        time.sleep(0.2)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory run failed with exit status {proc.returncode}")
+    rows = sum(1 for _ in open(out)) - 1
+    samples.append((rows, samples[-1][1] if samples else float("nan")))
+    return samples
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--crops", type=int, default=3000, help="pre-cropped faces to time")
+    p.add_argument("--photos", type=int, default=400, help="256x256 photos to time")
+    p.add_argument("--workers", default="1,2", help="comma-separated worker counts to try")
+    p.add_argument("--backends", default="torch,onnx", help="comma-separated backends to try")
+    p.add_argument("--memory-inputs", type=int, default=100_000, help="inputs in the memory run")
+    p.add_argument("--real-every", type=int, default=20, help="memory run: every k-th input is a real face")
+    p.add_argument("--skip-memory", action="store_true")
+    args = p.parse_args()
+
+    import torch
+
+    from moodify import load_model
+
+    print(f"CPU cores {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.2f} at the start")
+    workers = [int(w) for w in args.workers.split(",")]
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        make_crops(tmp / "crops", args.crops)
+        make_photos(tmp / "photos", args.photos)
+        for backend in args.backends.split(","):
+            model = load_model(backend=backend)
+            print(f"\n[{backend}] classification alone, batch 256: {classify_only(model):,.0f} faces/s")
+            for w in workers:
+                rate, _ = throughput(tmp / "crops", tmp / "c.csv", model, pre_cropped=True, workers=w, backend=backend)
+                print(f"[{backend}] pre-cropped 48x48, workers {w}: {rate:,.0f} faces/s (target 2,000)")
+            for w in workers:
+                rate, faces = throughput(tmp / "photos", tmp / "p.csv", model, pre_cropped=False, workers=w,
+                                         backend=backend)
+                print(f"[{backend}] 256x256 photos, workers {w}: {rate:,.1f} images/s (target 100); "
+                      f"faces found in {faces}/{args.photos}")
+        if not args.skip_memory:
+            samples = memory_run(tmp, tmp / "crops", args.memory_inputs, args.real_every, "onnx")
+            print(f"\nmemory over {args.memory_inputs:,} inputs (1 in {args.real_every} a real face), RSS of the "
+                  "batch process:")
+            for done, rss in samples[:-1]:
+                print(f"  after {done:>7,} inputs: {rss:7.1f} MiB")
+            print(f"  rows written: {samples[-1][0]:,}")
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()

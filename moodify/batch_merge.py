@@ -1,0 +1,159 @@
+"""``moodify merge``: join the outputs of ``moodify batch --shard K/N`` runs into one file.
+
+A cluster job array runs the same ``moodify batch`` command with ``--shard 1/N`` ... ``--shard N/N``,
+each writing its own file; this joins them. Rows are sorted by path, then face index, so the
+result does not depend on which shard finished first. Refuses to merge a shard that is still
+running or was interrupted (its ``.progress`` log is beside it), and rows that two shards share
+(two jobs given the same K), because either would silently skew every count downstream.
+
+Example (Slurm)::
+
+    #SBATCH --array=1-8
+    moodify batch /data/photos -o out/part-$SLURM_ARRAY_TASK_ID.csv --shard $SLURM_ARRAY_TASK_ID/8 --resume
+    # then, once all 8 have finished:
+    moodify merge out/part-*.csv -o results.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .batch import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, BatchError, CsvFormat, JsonlFormat, csv_to_parquet, output_format
+
+DESCRIPTION = ("Join the outputs of sharded `moodify batch --shard K/N` runs (CSV, JSONL or Parquet) into one "
+               "file, sorted by path and face.")
+
+
+def read_rows(path: str | os.PathLike):
+    """A batch output file as a pandas DataFrame with nullable integer columns, in COLUMNS order."""
+    import pandas as pd
+
+    fmt = output_format(path)
+    if fmt == "csv":
+        # Text columns keep "" (a file may be called "NA"); numeric ones read "" as missing.
+        df = pd.read_csv(path, dtype={c: "string" for c in COLUMNS if c not in INT_COLUMNS | FLOAT_COLUMNS},
+                         keep_default_na=False, na_values={c: [""] for c in INT_COLUMNS | FLOAT_COLUMNS},
+                         encoding="utf-8")
+    elif fmt == "jsonl":
+        with open(path, encoding="utf-8") as fh:
+            df = pd.DataFrame([json.loads(line) for line in fh if line.strip()], columns=list(COLUMNS))
+    else:
+        df = pd.read_parquet(path)
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise BatchError(f"{path}: not a moodify batch output (missing columns {', '.join(missing)})")
+    df = df[list(COLUMNS)]
+    for c in INT_COLUMNS:
+        df[c] = df[c].astype("Int64")
+    for c in FLOAT_COLUMNS:
+        df[c] = df[c].astype("float64")
+    for c in ("emotion", "error"):
+        df[c] = df[c].astype("string").replace("", pd.NA)  # CSV's empty cell and JSON's null mean the same
+    df["path"] = df["path"].astype("string")
+    return df
+
+
+def merge_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                overwrite: bool = False) -> tuple[int, int]:
+    """Merge batch outputs into ``out``; returns (rows written, files read)."""
+    import pandas as pd
+
+    out = Path(out)
+    fmt = output_format(out)
+    if out.exists() and not overwrite:
+        raise BatchError(f"{out} exists: pass --overwrite to replace it")
+    files = _expand(inputs, exclude=out)
+    for f in files:
+        progress = Path(str(f) + ".progress")
+        if progress.exists():
+            raise BatchError(f"{f} is unfinished ({progress.name} is beside it): "
+                             "finish that shard with `moodify batch ... --resume` first")
+    frames = []
+    for f in files:
+        df = read_rows(f)
+        df["_file"] = str(f)
+        frames.append(df)
+    rows = pd.concat(frames, ignore_index=True)
+    # An image shows up in exactly one shard; a second copy means a shard was run twice or overlapping inputs.
+    key = rows["face"].fillna(-1)
+    dup = rows.assign(_key=key).duplicated(["path", "_key"], keep=False)
+    if dup.any():
+        first = rows[dup].iloc[0]
+        holders = sorted(set(rows.loc[dup & (rows["path"] == first["path"]), "_file"]))
+        raise BatchError(f"{first['path']} appears more than once (in {', '.join(holders)}): "
+                         "were two shards given the same K, or the same file twice?")
+    rows = rows.assign(_key=key).sort_values(["path", "_key"], kind="stable").drop(columns=["_file", "_key"])
+    _write(rows, out, fmt)
+    return len(rows), len(files)
+
+
+def _expand(inputs: Sequence[str | os.PathLike], *, exclude: Path) -> list[Path]:
+    """Input files; globs expanded here too, so quoting them works as well as letting the shell do it."""
+    files: list[Path] = []
+    for spec in map(str, inputs):
+        matches = sorted(glob.glob(spec)) if any(c in spec for c in "*?[") else [spec]
+        if not matches:
+            raise BatchError(f"no file matches {spec!r}")
+        for m in matches:
+            p = Path(m)
+            if not p.is_file():
+                raise BatchError(f"no such file: {m}")
+            if p.resolve() != exclude.resolve():
+                files.append(p)
+    if not files:
+        raise BatchError("nothing to merge")
+    return files
+
+
+def _records(rows) -> Iterator[tuple]:
+    """DataFrame rows as plain tuples (None for missing, int / float / str), as ``moodify batch`` writes them."""
+    import pandas as pd
+
+    for values in rows.itertuples(index=False, name=None):
+        out = []
+        for c, v in zip(COLUMNS, values):
+            if pd.isna(v):
+                out.append(None)
+            elif c in INT_COLUMNS:
+                out.append(int(v))
+            elif c in FLOAT_COLUMNS:
+                out.append(float(v))
+            else:
+                out.append(str(v))
+        yield tuple(out)
+
+
+def _write(rows, out: Path, fmt: str) -> None:
+    """Write through the batch writers (same bytes as an unsharded run), atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    writer = JsonlFormat() if fmt == "jsonl" else CsvFormat()
+    with open(tmp, "wb") as fh:
+        fh.write(writer.header())
+        fh.write(writer.encode(_records(rows)))
+    if fmt == "parquet":
+        tmp_parquet = out.with_name(out.name + ".tmp.parquet")
+        csv_to_parquet(tmp, tmp_parquet)
+        os.replace(tmp_parquet, out)
+        os.unlink(tmp)
+    else:
+        os.replace(tmp, out)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="SHARD_OUTPUT",
+                   help="outputs of `moodify batch --shard K/N` (.csv, .jsonl or .parquet; globs allowed)")
+    p.add_argument("-o", "--out", required=True, help="merged file: .csv, .jsonl or .parquet")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def main(args: argparse.Namespace) -> int:
+    rows, files = merge_files(args.inputs, args.out, overwrite=args.overwrite)
+    print(f"moodify merge: {rows:,} rows from {files} file(s) -> {args.out}", file=sys.stderr)
+    return 0
