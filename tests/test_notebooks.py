@@ -50,6 +50,9 @@ def test_notebook_runs_on_a_slice_of_the_real_data(name, data_root, monkeypatch,
     pytest.importorskip("ipykernel", reason="executing notebooks needs nbclient and ipykernel")
     pytest.importorskip("skimage", reason="the model report's real photo comes from scikit-image")
     monkeypatch.setenv("MOODIFY_DATA", str(data_root))  # the kernel inherits this environment
+    # One torch thread: the slice is small, and on a busy CPU extra OpenMP threads spin-wait for
+    # each other (a shared 2-core machine took minutes for a cell that needs seconds).
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = _with_parameters(nbformat.read(NOTEBOOKS / name, as_version=4), LIMIT=LIMIT)
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
