@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import re
 import sys
 import time
@@ -25,8 +26,9 @@ import cv2
 import numpy as np
 
 from .draw import annotate_tracks
-from .video import (EmotionSummary, FpsMeter, FrameAnalyzer, FrameResult, TimelineWriter, VideoError, VideoFrame,
-                    VideoReader, VideoWriter, add_tracking_arguments, check_tracking_arguments)
+from .video import (LIVE_SETTINGS, EmotionSummary, FpsMeter, FrameAnalyzer, FrameResult, TimelineWriter,
+                    VideoError, VideoFrame, VideoReader, VideoWriter, add_tracking_arguments,
+                    check_tracking_arguments, torch_threads)
 
 DESCRIPTION = "live emotions from a webcam, video file or stream: in a window, or headless with --no-window"
 
@@ -182,9 +184,11 @@ class LiveSession:
             return True
         if key in KEY_SNAPSHOT and self.last is not None:
             path = self._new_path("snapshot", ".png")
-            cv2.imwrite(str(path), self.last)
-            self.snapshots.append(path)
-            self._say(f"snapshot saved: {path}")
+            if cv2.imwrite(str(path), self.last):
+                self.snapshots.append(path)
+                self._say(f"snapshot saved: {path}")
+            else:
+                self._say(f"could not save the snapshot to {path}")
         elif key in KEY_RECORD:
             if self.recorder is None:
                 self.start_recording(self._new_path("recording", ".mp4"))
@@ -267,15 +271,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: until the end or q)")
     p.add_argument("--width", type=int, default=640, help="camera frame width to ask for")
     p.add_argument("--height", type=int, default=480, help="camera frame height to ask for")
-    add_tracking_arguments(p, detect_every=3, detect_side=320, coast=1)
+    add_tracking_arguments(p, **LIVE_SETTINGS)
     add_detector_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
-    from .cli import build_recognizer
-
     problem = check_tracking_arguments(args)
     if problem:
         print(f"moodify live: error: {problem}", file=sys.stderr)
@@ -288,7 +288,13 @@ def main(args: argparse.Namespace) -> int:
     if not Path(args.out_dir).is_dir():
         print(f"moodify live: error: --out-dir {args.out_dir}: no such folder", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
+    with torch_threads(args.threads):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .cli import build_recognizer
+
     recognizer = build_recognizer(args)
     try:
         reader = open_source(camera=args.camera, source=args.source, width=args.width, height=args.height)
@@ -314,6 +320,10 @@ def main(args: argparse.Namespace) -> int:
             _run_window(session, reader, max_frames=args.max_frames)
     except KeyboardInterrupt:
         interrupted = True  # Ctrl+C is how a headless camera run ends; the outputs get closed below
+    except BrokenPipeError:
+        # The reader of our output left (`moodify live --jsonl | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         session.close()
         reader.close()

@@ -1,0 +1,129 @@
+"""End-to-end speed of live analysis: decode, detect, track, classify, draw, at 640x480.
+
+    python benchmarks/bench_live.py [--frames 150] [--threads 1]
+
+Makes two short H.264 videos from a real face photo (scikit-image's astronaut), one face and
+four faces moving about, and runs them through what ``moodify live`` runs per frame
+(``VideoReader`` -> ``FrameAnalyzer.process`` -> ``annotate_tracks``), first with the live
+defaults (detector on every 3rd frame, on a copy scaled to 320 px) and then with the detector on
+every frame at full size, for comparison. Targets: >= 30 frames/s with one face, >= 15 with four.
+
+Two speeds are printed. ``wall``: frames per second of elapsed time, what a user sees, which
+drops when other jobs share the CPU (the load average is printed with it). ``cpu``: frames per
+second of CPU time this process got (all its threads), which is close to what a quiet machine
+gives, since the work per frame runs mostly on one core; stage times are CPU times of the main
+thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TARGETS = {1: 30.0, 4: 15.0}  # faces -> frames/s wanted
+W, H = 640, 480
+
+
+def make_video(path: Path, faces: int, frames: int) -> Path:
+    from skimage import data
+
+    from moodify.video import VideoWriter
+
+    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    head = photo[20:260, 120:330]
+    if faces > 1:
+        head = cv2.resize(head, None, fx=0.85, fy=0.85, interpolation=cv2.INTER_AREA)
+    hh, hw = head.shape[:2]
+    slots = [(40, 20)] if faces == 1 else [(20, 10), (W // 2 + 20, 10), (20, H // 2 + 20), (W // 2 + 20, H // 2 + 20)]
+    with VideoWriter(path, fps=30, codec="h264") as writer:
+        for i in range(frames):
+            img = np.full((H, W, 3), 90, np.uint8)
+            for k, (x, y) in enumerate(slots[:faces]):
+                dx = int(30 * np.sin(i / 15 + k)) + (i * 2 if faces == 1 else 0)  # slow drift, like a person
+                x = int(np.clip(x + dx, 0, W - hw))
+                y = int(np.clip(y, 0, H - hh))
+                img[y:y + hh, x:x + hw] = head
+            writer.write(img)
+    return path
+
+
+def run(video: Path, recognizer, *, detect_every: int,
+        detect_side: int) -> tuple[float, float, float, dict[str, float]]:
+    """(wall frames/s, CPU frames/s, mean faces per frame, CPU ms per stage) over the whole video."""
+    from moodify.draw import annotate_tracks
+    from moodify.video import FpsMeter, FrameAnalyzer, VideoReader
+
+    analyzer = FrameAnalyzer(recognizer, detect_every=detect_every, detect_side=detect_side, coast=1)
+    meter = FpsMeter()
+    stages = {"decode": 0.0, "analyse": 0.0, "draw": 0.0}
+    faces = frames = 0
+    start, cpu_start = time.perf_counter(), time.process_time()
+    with VideoReader(video) as reader:
+        t = time.thread_time()
+        for frame in reader:
+            t1 = time.thread_time()
+            result = analyzer.process(frame.bgr, time_s=frame.time)
+            t2 = time.thread_time()
+            annotate_tracks(frame.bgr, result.faces, fps=meter.tick(), copy=False)
+            t3 = time.thread_time()
+            stages["decode"] += t1 - t
+            stages["analyse"] += t2 - t1
+            stages["draw"] += t3 - t2
+            faces += len(result.faces)
+            frames += 1
+            t = time.thread_time()
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return (frames / seconds, frames / cpu, faces / max(frames, 1),
+            {k: 1000 * v / max(frames, 1) for k, v in stages.items()})
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=90, help="frames per video")
+    p.add_argument("--no-reference", action="store_true", help="skip the detect-every-frame comparison runs")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (moodify live's default is 1)")
+    p.add_argument("--model", default=None, help="registry name or checkpoint (default: the shipped model)")
+    args = p.parse_args()
+
+    import torch
+
+    import moodify
+
+    torch.set_num_threads(args.threads)
+    recognizer = moodify.Recognizer(model=args.model)
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
+          f"(wall figures drop when other jobs share the CPU); torch threads {args.threads}", flush=True)
+    print(f"{'faces':>5}  {'setting':<34} {'wall f/s':>8} {'cpu f/s':>8}  {'found':>5}  "
+          f"{'decode':>7} {'analyse':>8} {'draw':>6}  target (on cpu f/s)")
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for faces in (1, 4):
+            video = make_video(Path(tmp) / f"faces{faces}.mp4", faces, args.frames)
+            run(video, recognizer, detect_every=3, detect_side=320)  # warm-up: caches, lazy inits
+            settings = [("live default (detect 1/3, 320 px)", 3, 320)]
+            if not args.no_reference:
+                settings.append(("detect every frame, 640 px", 1, 640))
+            for label, every, side in settings:
+                fps, cpu_fps, found, ms = run(video, recognizer, detect_every=every, detect_side=side)
+                target = TARGETS[faces]
+                verdict = "ok" if cpu_fps >= target else "below"
+                if every == 3:
+                    ok &= cpu_fps >= target
+                print(f"{faces:>5}  {label:<34} {fps:>8.1f} {cpu_fps:>8.1f}  {found:>5.2f}  {ms['decode']:>5.1f}ms "
+                      f"{ms['analyse']:>6.1f}ms {ms['draw']:>4.1f}ms  "
+                      f">= {target:.0f} {verdict if every == 3 else '(reference)'}", flush=True)
+    print(f"load average now {os.getloadavg()[0]:.1f}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
