@@ -216,6 +216,8 @@ def test_real_fer2013_balance_blanks_and_duplicates(fer2013):
     dups = explore.duplicate_table(fer2013)
     black = dups[dups["blank"]]
     assert len(black) == 1 and sorted(black.iloc[0]["rows"]) == BLACK_ROWS
+    # The black images plus one uniform grey one (row 2171, std 0.64 grey levels).
+    assert sorted(explore.blank_table(fer2013)["row"]) == sorted(BLACK_ROWS + [2171])
     # FER2013 is known to repeat faces across its splits: some test faces are training faces.
     assert explore.split_overlap(fer2013).loc["PrivateTest", "Training"] > 0
 
