@@ -357,12 +357,19 @@ def _run_window(session: LiveSession, reader, *, max_frames: int) -> None:
             if delay > 0:
                 time.sleep(delay)
         cv2.imshow(WINDOW, session.step(frame))
-        if session.handle_key(cv2.waitKey(1) & 0xFF):
+        if session.handle_key(cv2.waitKey(1) & 0xFF) or _window_closed():
             return
         paused_at = time.monotonic()
         while session.paused:
-            shown = annotate_tracks(session.last, [], status=["PAUSED"])
-            cv2.imshow(WINDOW, shown)
-            if session.handle_key(cv2.waitKey(30) & 0xFF):
+            cv2.imshow(WINDOW, annotate_tracks(session.last, [], status=["PAUSED: space resumes"]))
+            if session.handle_key(cv2.waitKey(30) & 0xFF) or _window_closed():
                 return
         t0 += time.monotonic() - paused_at  # a paused file resumes where it stopped
+
+
+def _window_closed() -> bool:
+    """The user closed the window with its close button (which sends no key)."""
+    try:
+        return cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1
+    except cv2.error:
+        return True
