@@ -49,15 +49,17 @@ def get_model() -> moodify.EmotionModel:
     return moodify.load_model()
 
 
-@st.cache_resource
-def get_detector(min_neighbors: int, min_size: int) -> moodify.HaarDetector:
-    return moodify.HaarDetector(min_neighbors=min_neighbors, min_size=min_size)
-
-
 def get_recognizer(settings: dict) -> moodify.Recognizer:
-    # Both parts are cached; a Recognizer is only a pair of references, so building one is free.
-    return moodify.Recognizer(model=get_model(), detector=get_detector(settings["min_neighbors"],
-                                                                        settings["min_size"]))
+    """The shared model with this browser session's detector, rebuilt only when its settings change.
+
+    The detector is per session, not cached for the process: an OpenCV cascade is not safe to
+    run from two sessions' threads at once, while the network's inference is.
+    """
+    key = (settings["min_neighbors"], settings["min_size"])
+    if st.session_state.get("detector_key") != key:
+        st.session_state["detector"] = moodify.HaarDetector(min_neighbors=key[0], min_size=key[1])
+        st.session_state["detector_key"] = key
+    return moodify.Recognizer(model=get_model(), detector=st.session_state["detector"])
 
 
 # ---------------------------------------------------------------- sidebar
@@ -97,7 +99,8 @@ def probability_chart(face: moodify.Face, *, height: int = 190):
     return (alt.Chart(probabilities_table(face), height=height)
             .mark_bar()
             .encode(x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", title=None)),
-                    y=alt.Y("emotion:N", sort=list(moodify.EMOTIONS), title=None),
+                    y=alt.Y("emotion:N", sort=list(moodify.EMOTIONS), title=None,
+                            axis=alt.Axis(labelOverlap=False)),  # all 7 names, even in a small card
                     color=alt.Color("emotion:N", scale=alt.Scale(domain=list(moodify.EMOTIONS),
                                                                    range=list(EMOTION_HEX.values())), legend=None),
                     tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")]))
@@ -121,7 +124,7 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
                 thumb_col.image(face_thumbnail(bgr, face.box), channels="BGR")
                 if heat is not None:
                     thumb_col.image(heat, channels="BGR", caption="where the model looks")
-                chart_col.altair_chart(probability_chart(face, height=150), width="stretch")
+                chart_col.altair_chart(probability_chart(face, height=175), width="stretch")
     table = faces_table(faces, image=name)
     if faces:
         st.dataframe(table, hide_index=True, column_config=_table_columns())
@@ -211,7 +214,7 @@ def upload_mode(settings: dict) -> None:
 
 def snapshot_mode(settings: dict) -> None:
     camera_col, _ = st.columns([1, 1])
-    shot = camera_col.camera_input("Take a photo",
+    shot = camera_col.camera_input("Take a photo", resolution="720p",
                                    help="Your browser asks for the camera; the photo stays on this machine.")
     if shot is None:
         st.info("Allow the camera, look at it, and press **Take Photo**.")

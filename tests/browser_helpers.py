@@ -132,10 +132,17 @@ def loopback_netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
 
 
-def netns_browser_wrapper(netns: str, chromium: str, directory: Path) -> str:
-    """An executable that runs Chromium inside ``netns``: Playwright talks to it over a pipe, not TCP."""
-    path = directory / "chromium-in-netns"
-    path.write_text(f'#!/bin/sh\nexec ip netns exec {netns} nice -n 19 {chromium} "$@"\n')
+def browser_wrapper(chromium: str, directory: Path, *, netns: str | None = None) -> str:
+    """An executable that starts Chromium at the lowest CPU priority, inside ``netns`` if given.
+
+    Chromium, run as root, raises its own processes' priority (nice -8); under SCHED_IDLE that
+    has no effect, so the browser cannot crowd out other work on a shared machine. Playwright
+    talks to it over a pipe, not TCP, so it also works from inside a network namespace.
+    """
+    path = directory / ("chromium-in-netns" if netns else "chromium-low-priority")
+    prefix = f"ip netns exec {netns} " if netns else ""
+    idle = "chrt --idle 0 " if shutil.which("chrt") else ""
+    path.write_text(f'#!/bin/sh\nexec {prefix}nice -n 19 {idle}{chromium} "$@"\n')
     path.chmod(0o755)
     return str(path)
 
