@@ -30,7 +30,8 @@ from .video import (LIVE_SETTINGS, EmotionSummary, FpsMeter, FrameAnalyzer, Fram
                     VideoError, VideoFrame, VideoReader, VideoWriter, add_tracking_arguments,
                     check_tracking_arguments, torch_threads)
 
-DESCRIPTION = "live emotions from a webcam, video file or stream: in a window, or headless with --no-window"
+DESCRIPTION = ("Live emotions from a webcam, video file or stream, tracked per person: in a window "
+               "(q quit, s snapshot, r record, space pause), or headless with --no-window.")
 
 WINDOW = "moodify live (q quit, s snapshot, r record, space pause)"
 CAMERA_WARMUP_S = 5.0  # how long a camera that opened may take to deliver its first frame

@@ -46,7 +46,8 @@ from .labels import EMOTIONS
 from .recognizer import Face
 from .tracking import IOU_THRESHOLD, MAX_MISSED, SMOOTHING, IoUTracker, ProbabilitySmoother
 
-DESCRIPTION = "annotate a video: faces tracked per person, smoothed emotions, a CSV timeline and a summary"
+DESCRIPTION = ("Annotate a video: faces tracked per person, smoothed emotions, a CSV timeline "
+               "(one row per face per frame) and a per-person summary.")
 
 DEFAULT_FPS = 30.0  # frames/s assumed when a file does not say
 # Per-frame settings that keep a webcam at >= 30 frames/s on a 2-core laptop: detection (the
