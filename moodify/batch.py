@@ -39,7 +39,9 @@ import numpy as np
 from .labels import EMOTIONS
 
 DESCRIPTION = ("Classify every face in many images (folders, globs, lists of paths) into a CSV, JSONL or "
-               "Parquet file: one row per face, resumable, parallel, shardable across machines.")
+               "Parquet file: one row per face, resumable, parallel, shardable across machines. Columns: path, "
+               "face (0-based, largest first), faces (in that image; 0 = no face found), x, y, w, h (box in "
+               "pixels), emotion, confidence, the 7 probabilities, error (why an unreadable image was skipped).")
 
 # A folder is searched for these (case-insensitive); a path named explicitly, in a glob or a
 # list file is always tried, whatever its name, so a misnamed image still gets its row.
@@ -558,12 +560,13 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
     paths = iter_inputs(inputs, shard=shard)
     try:
         if resuming and output.counts.inputs:
-            done = list(itertools.islice(paths, output.counts.inputs - 1))
-            last = next(paths, None)
-            if len(done) != output.counts.inputs - 1 or last != output.last_path:
+            # Skip what is done, checking that the last done input is still where it was.
+            skipped, last = 0, None
+            for last in itertools.islice(paths, output.counts.inputs):
+                skipped += 1
+            if skipped != output.counts.inputs or last != output.last_path:
                 raise BatchError(f"the inputs changed since the interrupted run (input {output.counts.inputs:,} was "
                                  f"{output.last_path!r}, now {last!r}); start again with --overwrite")
-            del done
         summary = _process(paths, output, model, detector_spec, pre_cropped=pre_cropped, workers=workers,
                            chunk_size=chunk_size, batch_size=batch_size, specs=inputs, shard=shard,
                            progress=progress)

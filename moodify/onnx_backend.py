@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -149,10 +150,13 @@ def export_onnx(model, path: str | os.PathLike, *, source_sha256: str | None = N
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        # The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not installed here.
-        torch.onnx.export(net, (example,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          opset_version=ONNX_OPSET, do_constant_folding=True, dynamo=False)
+        # The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not installed
+        # here. It warns that it is the legacy path on every call; that is known, so kept quiet.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(net, (example,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                              opset_version=ONNX_OPSET, do_constant_folding=True, dynamo=False)
         proto = onnx.load(tmp)
         set_metadata(proto, model_metadata(model, source_sha256=source_sha256))
         proto.doc_string = f"Moodify facial emotion model {model.name}: {', '.join(model.labels)}"

@@ -66,7 +66,8 @@ def test_load_model_onnx_backend_caches_by_checkpoint_hash(tmp_path, monkeypatch
     second = moodify.load_model(backend="onnx")
     assert cached.stat().st_mtime_ns == mtime  # reused, not exported again
     assert np.abs(second.predict(faces) - model.predict(faces)).max() < TOLERANCE
-    assert moodify.load_model(str(cached), backend="onnx").name == cached.name  # a .onnx path used as it is
+    direct = moodify.load_model(str(cached), backend="onnx")  # a .onnx path is used as it is
+    assert direct.path == cached and direct.source_sha256 == first.source_sha256
     with pytest.raises(moodify.ModelError, match="unknown backend"):
         moodify.load_model(backend="tensorflow")
 
