@@ -16,6 +16,7 @@ from moodify.app_support import read_image_upload
 from moodify.draw import EMOTION_COLORS, annotate
 from moodify.results import (encode_png, face_thumbnail, faces_table, fit_for_display, probabilities_table,
                              records_json, results_records, results_table, table_csv)
+from moodify.tracking import SMOOTHING
 
 LIVE_REFRESH_S = 0.25  # seconds between redraws of the live charts
 DISPLAY_MAX_SIDE = 1400  # pixels: pictures are shown (and offered as PNG) at most this large
@@ -82,7 +83,7 @@ def sidebar(model: moodify.EmotionModel) -> dict:
                                  "of the emotion shown (Upload and Snapshot).")
         st.header("Live and video")
         smoothing = st.slider(
-            "Temporal smoothing", 0.0, 0.95, 0.6, step=0.05, key="smoothing",
+            "Temporal smoothing", 0.0, 0.95, SMOOTHING, step=0.05, key="smoothing",
             help="How much each face's probabilities are averaged over time (0 = none): "
                  "higher is steadier, slower to react.")
         st.divider()

@@ -274,6 +274,7 @@ def test_video_upload_gives_video_timeline_and_csv(page, media):
     assert len(timeline) >= 15 and timeline["track_id"].unique().tolist() == [1]
     assert timeline["frame"].is_monotonic_increasing and timeline["time_s"].max() == pytest.approx(1.9, abs=0.11)
     _no_traceback(page)
+    _screenshot(page, "video-result")
 
     page.locator('input[type="file"]').set_input_files(str(media["broken_video"]))
     page.locator('[data-testid="stAlertContentError"]').filter(has_text="broken.mp4 could not be analysed").wait_for()
