@@ -20,7 +20,7 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # Shipped models: name -> file in models/ and its sha256, checked on every load so a truncated
 # download, a Git LFS pointer or a hand-edited file fails loudly instead of predicting nonsense.
 REGISTRY: dict[str, dict[str, str]] = {
-    "default": {"file": "moodify-fer2013.pt", "sha256": ""},
+    "default": {"file": "moodify-fer2013.pt", "sha256": "0955051a1881e8b67783d66f299ca93730120603289796231d788fb9342a7022"},
 }
 
 
