@@ -56,13 +56,12 @@ def evaluate_model(model: EmotionModel, images: np.ndarray, labels: np.ndarray, 
 
 
 def plot_confusion(confusion: list[list[int]], path: Path, *, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch, safe in notebooks
 
     cm = np.array(confusion, dtype=float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    fig = Figure(figsize=(6.4, 5.6))
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
@@ -76,15 +75,13 @@ def plot_confusion(confusion: list[list[int]], path: Path, *, title: str) -> Non
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_reliability(report: dict, path: Path, *, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(5.2, 5))
+    fig = Figure(figsize=(5.2, 5))
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     for key, name, ece in (("reliability_uncalibrated", "temperature 1", report["ece_uncalibrated"]),
                            ("reliability", f"temperature {report['temperature']:.2f}", report["ece"])):
@@ -101,7 +98,6 @@ def plot_reliability(report: dict, path: Path, *, title: str) -> None:
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def format_report(report: dict, *, header: str) -> str:

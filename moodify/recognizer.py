@@ -6,6 +6,7 @@ image -> BGR uint8 -> detector boxes -> FER2013-framed 48x48 grayscale crops -> 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import cv2
@@ -48,8 +49,9 @@ class Recognizer:
     model). ``detector``: anything with ``detect(image) -> boxes`` (default: Haar).
     """
 
-    def __init__(self, model: EmotionModel | str | None = None, detector: Detector | None = None):
-        self.model = model if isinstance(model, EmotionModel) else load_model(model)
+    def __init__(self, model: EmotionModel | str | os.PathLike | None = None, detector: Detector | None = None):
+        # Any object with predict() and preprocessing works (e.g. the onnxruntime backend's model).
+        self.model = load_model(model) if model is None or isinstance(model, (str, os.PathLike)) else model
         self.detector = detector if detector is not None else HaarDetector()
 
     def analyze(self, image) -> list[Face]:
