@@ -109,8 +109,8 @@ def load_dataset(path: str | os.PathLike | None = None, *, labels: str = "fer201
 
 
 def _find(root: Path, names: tuple[str, ...]) -> Path | None:
-    if root.is_file():
-        return root if any(str(root).endswith(n.split("/")[-1]) for n in names) else None
+    if root.is_file():  # a file given directly is used whatever its name, if it is a CSV
+        return root if root.name.endswith((".csv", ".csv.gz")) else None
     for name in names:
         if (root / name).is_file():
             return root / name
