@@ -661,8 +661,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="process only shard K of N (1-based), chosen by a hash of each path; join with `moodify merge`")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output or interrupted run")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
-                   help="inference engine: PyTorch, or onnxruntime (the model exported once and cached)")
     p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,
                    help="inputs per durable commit (a crash redoes at most one chunk)")
     p.add_argument("--batch-size", type=int, default=256, help="faces per network forward pass")

@@ -22,6 +22,8 @@ NO_FACE_HINT = "try a larger or more frontal face, or a lower --min-neighbors"
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     """Model and face-detector options shared by every command that looks at photos or video."""
     p.add_argument("--model", default=None, help="registry name or checkpoint path (default: the shipped model)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="inference engine: PyTorch, or onnxruntime (the model exported once and cached)")
     p.add_argument("--detector", default="haar", choices=["haar", "yunet"],
                    help="face detector: OpenCV Haar cascade, or YuNet (needs --yunet-model)")
     p.add_argument("--yunet-model", default=None, help="path of a YuNet .onnx file (never downloaded)")
@@ -34,13 +36,14 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
 def build_recognizer(args: argparse.Namespace):
     from .detect import make_detector
     from .recognizer import Recognizer
+    from .weights import load_model
 
     if args.detector == "yunet":
         detector = make_detector("yunet", model_path=args.yunet_model, min_size=args.min_size)
     else:
         detector = make_detector("haar", scale_factor=args.scale_factor, min_neighbors=args.min_neighbors,
                                  min_size=args.min_size)
-    return Recognizer(model=args.model, detector=detector)
+    return Recognizer(model=load_model(args.model, backend=args.backend), detector=detector)
 
 
 def _classify_arguments(p: argparse.ArgumentParser) -> None:

@@ -76,3 +76,14 @@ def test_unknown_model_is_a_one_line_error(astronaut_jpg, capsys):
     assert cli.main(["classify", "--model", "nope", str(astronaut_jpg)]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'nope'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_onnx_backend_gives_the_torch_probabilities(astronaut_jpg, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MOODIFY_CACHE", str(tmp_path))
+    results = {}
+    for backend in ("torch", "onnx"):
+        assert cli.main(["classify", "--json", "--backend", backend, str(astronaut_jpg)]) == 0
+        results[backend] = json.loads(capsys.readouterr().out)[0]["faces"][0]
+    assert results["onnx"]["box"] == results["torch"]["box"]
+    for label, p in results["torch"]["probabilities"].items():
+        assert abs(results["onnx"]["probabilities"][label] - p) < 1e-4
