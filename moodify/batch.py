@@ -198,7 +198,7 @@ def _ping(_: int) -> int:
 def _analyze(path: str) -> _Analyzed:
     """Decode one image and cut out its faces; any failure becomes a one-line error, never a crash."""
     from .images import ImageError, load_image
-    from .preprocess import crop_face
+    from .preprocess import crop_faces
 
     prep, size = _WORKER["prep"], _WORKER["prep"].input_size
     try:
@@ -210,10 +210,7 @@ def _analyze(path: str) -> _Analyzed:
             crop = gray if (h, w) == (size, size) else cv2.resize(gray, (size, size), interpolation=interpolation)
             return _Analyzed(path, [(0, 0, w, h)], crop[None])
         boxes = [tuple(int(v) for v in b) for b in _WORKER["detector"].detect(gray)]
-        crops = np.zeros((len(boxes), size, size), dtype=np.uint8)
-        for i, box in enumerate(boxes):
-            crops[i] = crop_face(gray, box, prep.framing, size=size)
-        return _Analyzed(path, boxes, crops)
+        return _Analyzed(path, boxes, crop_faces(gray, boxes, prep))
     except ImageError as exc:
         message = str(exc)
         return _Analyzed(path, error=message[len(path) + 2:] if message.startswith(path + ": ") else message)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from .labels import EMOTIONS
 
@@ -48,6 +47,9 @@ def reliability(probs: np.ndarray, labels: np.ndarray, *, bins: int = ECE_BINS) 
 
 def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix (rows = truth), ECE."""
+    # scikit-learn is imported here, not at module top: softmax() serves inference paths too.
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
     pred = probs.argmax(axis=1)
     k = range(len(EMOTIONS))
     precision, recall, f1, support = precision_recall_fscore_support(labels, pred, labels=list(k), zero_division=0)

@@ -97,10 +97,10 @@ class OnnxEmotionModel:
 
     def predict(self, faces: np.ndarray, *, tta: bool | None = None, batch_size: int = 512) -> np.ndarray:
         """Calibrated probabilities (N, 7) in EMOTIONS order for uint8 faces (N, 48, 48)."""
-        z = self.logits(faces, tta=tta, batch_size=batch_size).astype(np.float64) / self.temperature
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        from .metrics import softmax
+
+        z = self.logits(faces, tta=tta, batch_size=batch_size).astype(np.float64)
+        return softmax(z, self.temperature).astype(np.float32)
 
     def __repr__(self) -> str:
         acc = self.metrics.get("PrivateTest", {}).get("accuracy")

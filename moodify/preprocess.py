@@ -99,3 +99,12 @@ def crop_face(gray: np.ndarray, box: tuple[float, float, float, float], framing:
             matrix = matrix @ np.array([[fx, 0, x0], [0, fy, y0], [0, 0, 1]], dtype=np.float64)
             gray = small
     return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_faces(gray: np.ndarray, boxes, prep: Preprocessing) -> np.ndarray:
+    """``crop_face`` for every box: the network inputs (N, size, size) uint8, framed as ``prep`` says."""
+    size = prep.input_size
+    out = np.zeros((len(boxes), size, size), dtype=np.uint8)
+    for i, box in enumerate(boxes):
+        out[i] = crop_face(gray, box, prep.framing, size=size)
+    return out

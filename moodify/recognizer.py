@@ -15,7 +15,7 @@ import numpy as np
 from .detect import Box, Detector, HaarDetector
 from .images import load_image
 from .labels import EMOTIONS
-from .preprocess import crop_face
+from .preprocess import crop_faces
 from .weights import EmotionModel, load_model
 
 
@@ -74,8 +74,4 @@ class Recognizer:
 
     def crops(self, gray: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """The network inputs (N, 48, 48) uint8 for ``boxes``, framed as the model's training data."""
-        prep = self.model.preprocessing
-        out = np.zeros((len(boxes), prep.input_size, prep.input_size), dtype=np.uint8)
-        for i, box in enumerate(boxes):
-            out[i] = crop_face(gray, box, prep.framing, size=prep.input_size)
-        return out
+        return crop_faces(gray, boxes, self.model.preprocessing)

@@ -276,14 +276,14 @@ def main(args: argparse.Namespace) -> dict:
 
     result = {}
     if rank == 0:
-        result = finalize(out / "best.pt", val, out / "model.pt", seconds_hint=None)
+        result = finalize(out / "best.pt", val, out / "model.pt")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return result
 
 
-def finalize(best_path: Path, val: FaceSet, out_path: Path, *, seconds_hint: float | None = None) -> dict:
+def finalize(best_path: Path, val: FaceSet, out_path: Path) -> dict:
     """Fit the temperature (and pick flip-TTA on or off) on PublicTest, write the shippable model."""
     checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
     net = EmotionNet(NetConfig(**checkpoint["config"]))
