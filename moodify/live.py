@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -36,6 +37,7 @@ DESCRIPTION = ("Live emotions from a webcam, video file or stream, tracked per p
 WINDOW = "moodify live (q quit, s snapshot, r record, space pause)"
 CAMERA_WARMUP_S = 5.0  # how long a camera that opened may take to deliver its first frame
 NO_GUI = "no GUI support in this OpenCV build: use --no-window or install opencv-python"
+NO_DISPLAY = "no display to open a window on (DISPLAY is not set): use --no-window, or ssh -X"
 KEY_QUIT = {ord("q"), ord("Q"), 27}  # 27: Esc
 KEY_SNAPSHOT = {ord("s"), ord("S")}
 KEY_RECORD = {ord("r"), ord("R")}
@@ -124,6 +126,17 @@ def gui_problem() -> str | None:
     m = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
     if m and m.group(1).upper() == "NONE":
         return NO_GUI  # the opencv-python-headless wheels
+    if sys.platform.startswith("linux"):
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            return NO_DISPLAY
+        # OpenCV's Qt aborts the whole process (no exception) when the display cannot be reached,
+        # so the first window is opened in a throwaway child process.
+        probe = subprocess.run([sys.executable, "-c", f"import cv2; cv2.namedWindow({WINDOW!r}); cv2.destroyAllWindows()"],
+                               capture_output=True, text=True, timeout=60)
+        if probe.returncode != 0:
+            lines = [line for line in probe.stderr.splitlines() if line.strip()]
+            return f"cannot open a window ({lines[0].strip() if lines else 'unknown reason'}): use --no-window"
+        return None
     try:
         cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE)
     except cv2.error as exc:

@@ -49,7 +49,7 @@ def _require_browser() -> str:
     if missing:
         reason = "browser tests need " + " and ".join(missing)
         if IN_CI:
-            pytest.fail(f"{reason}; under CI they must run (.ci/install-browser.sh installs them)")
+            pytest.fail(f"{reason}; under CI they must run (.ci/install-system.sh installs them)")
         pytest.skip(reason)
     return chromium
 
