@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .labels import EMOTIONS
-from .network import NetConfig
+from .network import NetConfig, fold_batchnorm
 from .preprocess import Preprocessing
 
 ONNX_OPSET = 17
@@ -145,7 +145,7 @@ def export_onnx(model, path: str | os.PathLike, *, source_sha256: str | None = N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     size = model.preprocessing.input_size
-    net = _fold_batchnorm1d(model.net)
+    net = fold_batchnorm(model.net).to("cpu", memory_format=torch.contiguous_format)
     example = torch.zeros(2, 1, size, size)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -167,28 +167,6 @@ def export_onnx(model, path: str | os.PathLike, *, source_sha256: str | None = N
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def _fold_batchnorm1d(net):
-    """An eval-mode copy of ``net`` with each Linear -> BatchNorm1d pair folded into one Linear.
-
-    The exporter folds Conv -> BatchNorm2d itself but leaves BatchNorm1d as a separate node, which
-    costs time and trips onnxruntime's int8 quantizer (it tries per-channel scales on a 1-D weight).
-    """
-    import copy
-
-    import torch
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_linear_bn_eval
-
-    net = copy.deepcopy(net).eval().to("cpu", memory_format=torch.contiguous_format)
-    for parent in net.modules():
-        children = list(parent.named_children())
-        for (name_a, a), (name_b, b) in zip(children, children[1:]):
-            if isinstance(a, nn.Linear) and isinstance(b, nn.BatchNorm1d):
-                setattr(parent, name_a, fuse_linear_bn_eval(a, b))
-                setattr(parent, name_b, nn.Identity())
-    return net
 
 
 def set_metadata(proto: Any, meta: dict[str, str]) -> None:

@@ -61,6 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-epochs", type=float, default=2.0, help="linear LR warm-up before the cosine decay")
     p.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing")
     p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(alpha, alpha); 0 turns it off")
+    p.add_argument("--teacher", help="distil from this model (registry name or checkpoint): its flip-averaged "
+                                     "probabilities on each training face are blended into the target")
+    p.add_argument("--distill", type=float, default=0.5,
+                   help="with --teacher: weight of the teacher's probabilities in the target (0..1)")
+    p.add_argument("--distill-temperature", type=float, default=2.0,
+                   help="with --teacher: softening temperature of the teacher's logits")
     p.add_argument("--ema-decay", type=float, default=0.999, help="per-step EMA of weights used for "
                                                                   "validation and export; 0 turns it off")
     p.add_argument("--widths", type=int, nargs="+", default=NetConfig().widths, help="channels per conv block")
@@ -128,8 +134,12 @@ def _targets(batch_labels: torch.Tensor, batch_soft: torch.Tensor | None, num_cl
 def train_one_epoch(net: torch.nn.Module, ema: AveragedModel | None, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, train: FaceSet, prep: Preprocessing,
                     args: argparse.Namespace, *, epoch: int, rank: int, world: int, device: torch.device,
-                    amp: bool, generator: torch.Generator) -> dict:
-    """One pass over this process's share of the shuffled training set; returns loss and accuracy."""
+                    amp: bool, generator: torch.Generator, teacher: torch.Tensor | None = None) -> dict:
+    """One pass over this process's share of the shuffled training set; returns loss and accuracy.
+
+    ``teacher``: (N, classes) probabilities of a teacher model for every training face, blended into
+    the target with weight ``args.distill`` (knowledge distillation).
+    """
     net.train()
     images = torch.from_numpy(train.images)
     labels = torch.from_numpy(train.labels)
@@ -150,6 +160,8 @@ def train_one_epoch(net: torch.nn.Module, ema: AveragedModel | None, optimizer: 
         x = augment_batch(x, aug, generator).to(device, non_blocking=True)
         y = labels[idx].to(device)
         target = _targets(y, soft[idx].to(device) if soft is not None else None, num_classes, args.label_smoothing)
+        if teacher is not None:
+            target = (1 - args.distill) * target + args.distill * teacher[idx].to(device)
         if args.mixup > 0:
             lam = float(np.random.default_rng(int(torch.randint(1 << 30, (1,), generator=generator))).beta(
                 args.mixup, args.mixup))
@@ -181,6 +193,23 @@ def validate(net: torch.nn.Module, faces: FaceSet, prep: Preprocessing, *, tta: 
     return classification_report(softmax(logits), faces.labels), logits
 
 
+def _teacher_probabilities(args: argparse.Namespace, images: np.ndarray) -> torch.Tensor:
+    """The teacher's softened, flip-averaged probabilities for every training face (computed once)."""
+    from .weights import ModelError, load_model
+
+    if not 0 <= args.distill <= 1:
+        raise ValueError(f"--distill must be between 0 and 1, got {args.distill}")
+    try:
+        teacher = load_model(args.teacher)
+    except ModelError as exc:
+        raise ModelError(f"--teacher: {exc}") from exc
+    t0 = time.time()
+    logits = teacher.logits(images, tta=True)
+    print(f"teacher {teacher.name}: probabilities for {len(images)} training faces in {time.time() - t0:.0f} s",
+          flush=True)
+    return torch.from_numpy(softmax(logits, args.distill_temperature)).float()
+
+
 def _atomic_save(obj: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -208,6 +237,8 @@ def main(args: argparse.Namespace) -> dict:
     prep = Preprocessing(mean=round(float(pixels.mean()), 4), std=round(float(pixels.std()), 4),
                          framing=FER2013_FRAMING)
     del pixels
+
+    teacher = _teacher_probabilities(args, train.images) if args.teacher else None
 
     config = NetConfig(widths=list(args.widths), convs_per_block=args.convs_per_block, hidden=args.hidden,
                        dropout=args.dropout)
@@ -248,11 +279,11 @@ def main(args: argparse.Namespace) -> dict:
 
     training_info = {"command": "moodify train " + " ".join(_argv_of(args)), "seed": args.seed,
                      "world_size": world, "device": str(device), "amp_bf16": amp,
-                     "train_faces": len(train), "labels": args.labels}
+                     "train_faces": len(train), "labels": args.labels, "teacher": args.teacher}
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         stats = train_one_epoch(model, ema, optimizer, scheduler, train, prep, args, epoch=epoch, rank=rank,
-                                world=world, device=device, amp=amp, generator=generator)
+                                world=world, device=device, amp=amp, generator=generator, teacher=teacher)
         if rank == 0:
             scored = ema.module if ema is not None else net
             report, _ = validate(scored, val, prep)

@@ -29,11 +29,16 @@ def synthetic_faces(n_per_class: int, *, seed: int = 0) -> tuple[np.ndarray, np.
     return np.stack(images), np.array(labels)
 
 
-def write_fer2013_csv(path: Path, splits: dict[str, int], *, seed: int = 0, gz: bool = True) -> Path:
-    """A FER2013-format CSV with ``splits[name]`` faces per class in each split."""
+def write_fer2013_csv(path: Path, splits: dict[str, int], *, seed: int = 0, gz: bool = True,
+                      shift_labels: dict[str, int] | None = None) -> Path:
+    """A FER2013-format CSV with ``splits[name]`` faces per class in each split.
+
+    ``shift_labels[split]``: label that split's faces (class + shift) mod 7, a consistently wrong view.
+    """
     rows = ["emotion,pixels,Usage"]
     for i, (split, per_class) in enumerate(splits.items()):
         images, labels = synthetic_faces(per_class, seed=seed + i)
+        labels = (labels + (shift_labels or {}).get(split, 0)) % 7
         order = np.random.default_rng(seed + 100 + i).permutation(len(labels))
         for j in order:
             rows.append(f"{labels[j]},{' '.join(map(str, images[j].ravel()))},{split}")

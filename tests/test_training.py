@@ -90,6 +90,34 @@ def test_evaluate_writes_report_and_plots(synthetic_root, tmp_path, capsys):
         assert (report_dir / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_distilled_student_follows_its_teacher(synthetic_root, tmp_path):
+    # A teacher taught that every class is the next one: a student distilled from it with weight 1
+    # learns the teacher's answers, not the labels of its own training faces.
+    splits = {"Training": 40, "PublicTest": 10, "PrivateTest": 10}
+    shifted, student_data = tmp_path / "shifted", tmp_path / "student-data"
+    write_fer2013_csv(shifted / "fer2013" / "fer2013.csv.gz", splits, shift_labels=dict.fromkeys(splits, 1))
+    # True training labels; validation (which picks the epoch to keep) judged the teacher's way.
+    write_fer2013_csv(student_data / "fer2013" / "fer2013.csv.gz", splits, shift_labels={"PublicTest": 1})
+    tiny = [*TINY, "--ema-decay", "0"]  # 32 steps: too few for an average of weights
+    assert cli.main(["train", "--data", str(shifted), "--out", str(tmp_path / "teacher"), *tiny]) == 0
+    teacher = tmp_path / "teacher" / "model.pt"
+    assert cli.main(["train", "--data", str(student_data), "--out", str(tmp_path / "student"), *tiny,
+                     "--teacher", str(teacher), "--distill", "1", "--distill-temperature", "0.5",
+                     "--label-smoothing", "0"]) == 0
+    student = load_model(tmp_path / "student" / "model.pt")
+    faces, labels = synthetic_faces(10, seed=99)
+    predicted = student.predict(faces).argmax(1)
+    assert (predicted == (labels + 1) % 7).mean() > 0.4 > (predicted == labels).mean()
+    assert student.training["teacher"] == str(teacher)
+
+
+def test_unknown_teacher_is_a_clear_error(synthetic_root, tmp_path, capsys):
+    rc = cli.main(["train", "--data", str(synthetic_root), "--out", str(tmp_path), *TINY, "--teacher", "nope"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--teacher" in err and "unknown model 'nope'" in err and "Traceback" not in err
+
+
 def test_train_without_data_path_says_how_to_give_one(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("MOODIFY_DATA", raising=False)
     assert cli.main(["train", "--out", str(tmp_path)]) == 2
