@@ -193,6 +193,18 @@ def validate(net: torch.nn.Module, faces: FaceSet, prep: Preprocessing, *, tta: 
     return classification_report(softmax(logits), faces.labels), logits
 
 
+def _average_buffers(net: torch.nn.Module, world: int) -> None:
+    """Average BatchNorm running statistics over the processes, which each saw different faces.
+
+    DDP averages gradients, so parameters stay equal, but each process updates its own running
+    statistics after rank 0's are broadcast at every forward pass; this makes them equal too.
+    """
+    for buffer in net.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer.div_(world)
+
+
 def _teacher_probabilities(args: argparse.Namespace, images: np.ndarray) -> torch.Tensor:
     """The teacher's softened, flip-averaged probabilities for every training face (computed once)."""
     from .weights import ModelError, load_model
@@ -284,6 +296,8 @@ def main(args: argparse.Namespace) -> dict:
         t0 = time.time()
         stats = train_one_epoch(model, ema, optimizer, scheduler, train, prep, args, epoch=epoch, rank=rank,
                                 world=world, device=device, amp=amp, generator=generator, teacher=teacher)
+        if world > 1:
+            _average_buffers(net, world)
         if rank == 0:
             scored = ema.module if ema is not None else net
             report, _ = validate(scored, val, prep)
