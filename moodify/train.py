@@ -29,6 +29,7 @@ from tqdm import tqdm
 from .argparsing import HelpFormatter
 from .augment import AugmentConfig, augment_batch
 from .data import FaceSet, load_dataset
+from .labels import EMOTIONS
 from .metrics import classification_report, fit_temperature, softmax
 from .network import EmotionNet, NetConfig
 from .preprocess import FER2013_FRAMING, Preprocessing, normalize
@@ -61,8 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-epochs", type=float, default=2.0, help="linear LR warm-up before the cosine decay")
     p.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing")
     p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(alpha, alpha); 0 turns it off")
-    p.add_argument("--teacher", help="distil from this model (registry name or checkpoint): its flip-averaged "
-                                     "probabilities on each training face are blended into the target")
+    p.add_argument("--teacher", nargs="+", metavar="MODEL",
+                   help="distil from these models (registry names or checkpoints): their mean flip-averaged "
+                        "probabilities on each training face are blended into the target")
     p.add_argument("--distill", type=float, default=0.5,
                    help="with --teacher: weight of the teacher's probabilities in the target (0..1)")
     p.add_argument("--distill-temperature", type=float, default=2.0,
@@ -206,20 +208,22 @@ def _average_buffers(net: torch.nn.Module, world: int) -> None:
 
 
 def _teacher_probabilities(args: argparse.Namespace, images: np.ndarray) -> torch.Tensor:
-    """The teacher's softened, flip-averaged probabilities for every training face (computed once)."""
+    """The teachers' mean softened, flip-averaged probabilities for every training face (computed once)."""
     from .weights import ModelError, load_model
 
     if not 0 <= args.distill <= 1:
         raise ValueError(f"--distill must be between 0 and 1, got {args.distill}")
-    try:
-        teacher = load_model(args.teacher)
-    except ModelError as exc:
-        raise ModelError(f"--teacher: {exc}") from exc
-    t0 = time.time()
-    logits = teacher.logits(images, tta=True)
-    print(f"teacher {teacher.name}: probabilities for {len(images)} training faces in {time.time() - t0:.0f} s",
-          flush=True)
-    return torch.from_numpy(softmax(logits, args.distill_temperature)).float()
+    probs = np.zeros((len(images), len(EMOTIONS)), dtype=np.float64)
+    for name in args.teacher:
+        try:
+            teacher = load_model(name)
+        except ModelError as exc:
+            raise ModelError(f"--teacher: {exc}") from exc
+        t0 = time.time()
+        probs += softmax(teacher.logits(images, tta=True), args.distill_temperature) / len(args.teacher)
+        print(f"teacher {teacher.name}: probabilities for {len(images)} training faces in {time.time() - t0:.0f} s",
+              flush=True)
+    return torch.from_numpy(probs).float()
 
 
 def _atomic_save(obj: dict, path: Path) -> None:

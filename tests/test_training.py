@@ -108,7 +108,7 @@ def test_distilled_student_follows_its_teacher(synthetic_root, tmp_path):
     faces, labels = synthetic_faces(10, seed=99)
     predicted = student.predict(faces).argmax(1)
     assert (predicted == (labels + 1) % 7).mean() > 0.4 > (predicted == labels).mean()
-    assert student.training["teacher"] == str(teacher)
+    assert student.training["teacher"] == [str(teacher)]
 
 
 def test_unknown_teacher_is_a_clear_error(synthetic_root, tmp_path, capsys):
