@@ -41,13 +41,19 @@ def _hex(bgr: tuple[int, int, int]) -> str:
 
 
 EMOTION_HEX = {e: _hex(EMOTION_COLORS[e]) for e in moodify.EMOTIONS}
+MODEL_CHOICES = {"default": "default (fast)", "accurate": "accurate (slower)"}
 
 
 # ---------------------------------------------------------------- cached resources (once per process)
 
 @st.cache_resource(show_spinner="Loading the emotion model...")
-def get_model() -> moodify.EmotionModel:
-    return moodify.load_model()
+def get_model(name: str = "default") -> moodify.EmotionModel:
+    return moodify.load_model(name)
+
+
+def current_model() -> moodify.EmotionModel:
+    """The shipped model this browser session picked in the sidebar (the default until it picks)."""
+    return get_model(st.session_state.get("model_name", "default"))
 
 
 def get_recognizer(settings: dict) -> moodify.Recognizer:
@@ -60,7 +66,7 @@ def get_recognizer(settings: dict) -> moodify.Recognizer:
     if st.session_state.get("detector_key") != key:
         st.session_state["detector"] = moodify.HaarDetector(min_neighbors=key[0], min_size=key[1])
         st.session_state["detector_key"] = key
-    return moodify.Recognizer(model=get_model(), detector=st.session_state["detector"])
+    return moodify.Recognizer(model=current_model(), detector=st.session_state["detector"])
 
 
 # ---------------------------------------------------------------- sidebar
@@ -68,7 +74,6 @@ def get_recognizer(settings: dict) -> moodify.Recognizer:
 def sidebar(model: moodify.EmotionModel) -> dict:
     """The model card, the detector and smoothing settings, and the privacy note."""
     with st.sidebar:
-        st.header("Model")
         accuracy = model.metrics.get("PrivateTest", {}).get("accuracy")
         st.markdown(f"**{model.name}**  \nFER2013 PrivateTest accuracy: "
                     f"**{f'{accuracy:.1%}' if accuracy is not None else 'not recorded'}**")
@@ -88,7 +93,8 @@ def sidebar(model: moodify.EmotionModel) -> dict:
                  "higher is steadier, slower to react.")
         st.divider()
         st.caption(PRIVACY_NOTE)
-    return {"min_neighbors": min_neighbors, "min_size": min_size, "smoothing": smoothing, "explain": explain}
+    return {"min_neighbors": min_neighbors, "min_size": min_size, "smoothing": smoothing, "explain": explain,
+            "model": model.name}
 
 
 # ---------------------------------------------------------------- results of one picture
@@ -146,7 +152,7 @@ def explain_faces(faces: list[moodify.Face], *, size: int = 160) -> list:
     from moodify.explain import gradcam, overlay
 
     crops = np.stack([face.crop for face in faces])
-    maps = gradcam(get_model(), crops, [face.emotion for face in faces])
+    maps = gradcam(current_model(), crops, [face.emotion for face in faces])
     return [overlay(crop, heat, size=size) for crop, heat in zip(crops, maps)]
 
 
@@ -240,12 +246,12 @@ def live_mode(settings: dict) -> None:
         patch_loopback_ice()
     # Per browser session: the hand-over object, and a tracker/smoother rebuilt when settings change.
     live: LiveResults = st.session_state.setdefault("live_results", LiveResults())
-    key = (settings["min_neighbors"], settings["min_size"], settings["smoothing"])
+    key = (settings["min_neighbors"], settings["min_size"], settings["smoothing"], settings["model"])
     if st.session_state.get("live_key") != key:
         # A detector of its own: the callback runs on another thread, and an OpenCV cascade is not
         # safe to share with other sessions' uploads.
         detector = moodify.HaarDetector(min_neighbors=settings["min_neighbors"], min_size=settings["min_size"])
-        recognizer = moodify.Recognizer(model=get_model(), detector=detector)
+        recognizer = moodify.Recognizer(model=current_model(), detector=detector)
         st.session_state["live_analyzer"] = FrameAnalyzer(recognizer, smoothing=settings["smoothing"])
         st.session_state["live_key"] = key
     analyzer: FrameAnalyzer = st.session_state["live_analyzer"]
@@ -383,8 +389,14 @@ def main() -> None:
     st.set_page_config(page_title="Moodify", page_icon=":performing_arts:", layout="wide")
     st.title("Moodify")
     st.caption("Facial emotion recognition that runs entirely on your machine.")
+    with st.sidebar:
+        st.header("Model")
+        st.selectbox("Model", list(MODEL_CHOICES), format_func=MODEL_CHOICES.get, key="model_name",
+                     label_visibility="collapsed",
+                     help="default: fast enough for live video on a laptop; accurate: a larger network, "
+                          "more accurate and several times slower. Each has a model card in models/.")
     try:
-        model = get_model()
+        model = current_model()
     except moodify.ModelError as exc:
         st.error(f"The emotion model could not be loaded: {exc}")
         st.stop()

@@ -308,3 +308,11 @@ __all__ = [
     "find_duplicates", "image_stats", "load_ferplus_votes", "mean_faces", "pixel_stats", "plot_faces",
     "read_training_log", "sample_indices", "split_overlap", "subsample",
 ]
+
+
+def training_log_path(model: str | None = None) -> Path:
+    """The per-epoch training log shipped beside a model file (``NAME.log.jsonl`` for ``NAME.pt``)."""
+    from .weights import resolve_model_path
+
+    path, _, _ = resolve_model_path(model)
+    return path.with_name(path.stem + ".log.jsonl")

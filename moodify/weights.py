@@ -19,8 +19,11 @@ FORMAT_VERSION = 1
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # Shipped models: name -> file in models/ and its sha256, checked on every load so a truncated
 # download, a Git LFS pointer or a hand-edited file fails loudly instead of predicting nonsense.
+# "default" is fast enough for live video and large batches on a laptop CPU; "accurate" is a
+# larger network, slightly more accurate and several times slower (models/MODEL_CARD*.md).
 REGISTRY: dict[str, dict[str, str]] = {
-    "default": {"file": "moodify-fer2013.pt", "sha256": "0955051a1881e8b67783d66f299ca93730120603289796231d788fb9342a7022"},
+    "default": {"file": "moodify-fer2013-fast.pt", "sha256": "a12faed319a1be14c88074b1eb31ec33effea18fcee575201565b2690ec29bb5"},
+    "accurate": {"file": "moodify-fer2013.pt", "sha256": "0955051a1881e8b67783d66f299ca93730120603289796231d788fb9342a7022"},
 }
 
 

@@ -8,12 +8,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from moodify.explore import training_log_path
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 TOUR = "01_fer2013_tour.ipynb"
 REPORT = "02_model_report.ipynb"
 LIMIT = 300  # faces per split: enough for every figure to have content, small enough for CI
 MAX_BYTES = 2_000_000
-TRAINING_LOG = NOTEBOOKS.parent / "models" / "moodify-fer2013.log.jsonl"
+TRAINING_LOG = training_log_path(None)
 # Figures each notebook draws on the slice (PNG outputs): a cell that silently stops drawing is a
 # regression. The tour's grid of conflicting duplicates may be empty in a slice; the report draws
 # training curves only once the shipped model's log is committed.
