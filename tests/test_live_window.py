@@ -39,22 +39,35 @@ def _require(tools: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def display():
+def display(tmp_path_factory):
     """A private Xvfb display, e.g. ':3'; Xvfb picks a free number and writes it to a pipe."""
     _require(["Xvfb", "xdotool"])
     read_end, write_end = os.pipe()
+    log = tmp_path_factory.mktemp("xvfb") / "xvfb.log"
+    errors = open(log, "wb")
     server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                              pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=errors)
     os.close(write_end)
-    ready, _, _ = select.select([read_end], [], [], 30)
-    number = os.read(read_end, 64).decode().strip() if ready else ""
-    os.close(read_end)
-    if not number:
+    # Read up to the newline, and keep our end open while Xvfb runs: it writes the number and the
+    # newline separately, and a closed pipe makes the second write fatal.
+    number, deadline = b"", time.monotonic() + 30
+    while not number.endswith(b"\n") and time.monotonic() < deadline:
+        ready, _, _ = select.select([read_end], [], [], 1)
+        if ready:
+            chunk = os.read(read_end, 64)
+            if not chunk:
+                break
+            number += chunk
+    if not number.strip():
         server.kill()
-        pytest.fail("Xvfb did not start within 30 s")
-    yield f":{number}"
+        os.close(read_end)
+        errors.close()
+        pytest.fail("Xvfb did not start within 30 s: " + log.read_text(errors="replace")[-2000:])
+    yield f":{number.decode().strip()}"
+    os.close(read_end)
     server.terminate()
     server.wait(10)
+    errors.close()
 
 
 class Lines:
