@@ -302,17 +302,17 @@ def combine_splits(sets: Mapping[str, FaceSet]) -> tuple[np.ndarray, np.ndarray,
     return images, labels, splits, rows
 
 
-__all__ = [
-    "BLANK_MAX_STD", "blank_table", "class_balance", "combine_splits", "confident_mistakes", "default_data_root", "duplicate_table",
-    "face_grid", "ferplus_agreement", "ferplus_majority", "ferplus_summary", "ferplus_support", "find_blank",
-    "find_duplicates", "image_stats", "load_ferplus_votes", "mean_faces", "pixel_stats", "plot_faces",
-    "read_training_log", "sample_indices", "split_overlap", "subsample",
-]
-
-
 def training_log_path(model: str | None = None) -> Path:
     """The per-epoch training log shipped beside a model file (``NAME.log.jsonl`` for ``NAME.pt``)."""
     from .weights import resolve_model_path
 
     path, _, _ = resolve_model_path(model)
     return path.with_name(path.stem + ".log.jsonl")
+
+
+__all__ = [
+    "BLANK_MAX_STD", "blank_table", "class_balance", "combine_splits", "confident_mistakes", "default_data_root", "duplicate_table",
+    "face_grid", "ferplus_agreement", "ferplus_majority", "ferplus_summary", "ferplus_support", "find_blank",
+    "find_duplicates", "image_stats", "load_ferplus_votes", "mean_faces", "pixel_stats", "plot_faces",
+    "read_training_log", "sample_indices", "split_overlap", "subsample", "training_log_path",
+]

@@ -33,7 +33,8 @@ def _private_cache(tmp_path, monkeypatch):
 
 def test_tiny_training_run_learns_and_writes_a_usable_model(synthetic_root, tmp_path):
     out = tmp_path / "run"
-    assert cli.main(["train", "--data", str(synthetic_root), "--out", str(out), "--ema-decay", "0", *TINY]) == 0
+    assert cli.main(["train", "--data", str(synthetic_root), "--out", str(out), "--ema-decay", "0", *TINY,
+                     "--tta", "on"]) == 0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]
     assert log[-1]["train_loss"] < log[0]["train_loss"]
@@ -47,6 +48,8 @@ def test_tiny_training_run_learns_and_writes_a_usable_model(synthetic_root, tmp_
     assert ckpt["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert ckpt["preprocessing"]["framing"]["scale"] > 1
     assert "--epochs 4" in ckpt["training"]["command"]
+    # --tta on: predict averages each face with its mirror, whatever PublicTest preferred (both recorded).
+    assert model.tta is True and set(ckpt["training"]["tta_choice"]) == {"on", "off"}
 
 
 def test_resume_after_interruption_gives_the_same_model(synthetic_root, tmp_path, monkeypatch):
