@@ -65,9 +65,9 @@ def main() -> None:
     print(f"{'model':<10} {'backend':<8} {'TTA':<4} {'params':>8} {'batch 256 faces/s':>18} "
           f"{'batch 1 ms (median / p95)':>26}")
     for name in names:
+        params = sum(p.numel() for p in load_model(name).net.parameters())  # the onnx model has no torch net
         for backend in args.backends.split(","):
             model = load_model(name, backend=backend)
-            params = sum(p.numel() for p in load_model(name).net.parameters())
             rate = faces_per_second(model, batch, args.seconds)
             median, p95 = latency_ms(model, batch[:1], args.calls)
             print(f"{name:<10} {backend:<8} {'on' if model.tta else 'off':<4} {params / 1e6:>7.2f}M {rate:>18,.0f} "

@@ -145,6 +145,8 @@ def export_onnx(model, path: str | os.PathLike, *, source_sha256: str | None = N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     size = model.preprocessing.input_size
+    # A folded copy (a no-op fold for an EmotionModel, whose net is folded at load): the .to()
+    # below then moves the copy, never the caller's network.
     net = fold_batchnorm(model.net).to("cpu", memory_format=torch.contiguous_format)
     example = torch.zeros(2, 1, size, size)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
