@@ -46,6 +46,31 @@ def load_image(source, *, name: str | None = None) -> np.ndarray:
     raise ImageError(f"{label}: unsupported input type {type(source).__name__}")
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC: the last 8 bytes of every complete PNG
+
+
+def load_gray(path: str | os.PathLike) -> np.ndarray:
+    """An image file -> grayscale uint8 (H, W), the same pixels as ``load_image`` then BGR2GRAY.
+
+    8-bit grayscale PNGs (how FER2013-style face crops are stored) are decoded by OpenCV
+    directly, about 4x faster than through Pillow, which matters at thousands of crops a second;
+    every other file, and every failure, takes the ``load_image`` path with its checks and messages.
+    """
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        data = None
+    # Only whole files (a file cut short goes to Pillow, which words the problem for people) and
+    # files without an eXIf chunk (its orientation is applied by the Pillow path only).
+    if (data is not None and data[:8].tobytes() == PNG_SIGNATURE and data[-8:].tobytes() == PNG_END
+            and b"eXIf" not in data.tobytes()):
+        gray = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if gray is not None and gray.ndim == 2 and gray.dtype == np.uint8:
+            return gray
+    return cv2.cvtColor(load_image(path), cv2.COLOR_BGR2GRAY)
+
+
 def _open_pil(fp, label: str) -> np.ndarray:
     try:
         with Image.open(fp) as img:
