@@ -60,11 +60,13 @@ def make_photos(folder: Path, n: int) -> None:
                     [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def throughput(inputs: Path, out: Path, model, *, pre_cropped: bool, workers: int, backend: str) -> tuple[float, int]:
+def throughput(inputs: Path, out: Path, model, *, pre_cropped: bool, workers: int, backend: str,
+               scale_factor: float = 1.1) -> tuple[float, int]:
     from moodify.batch import run_batch
 
     summary = run_batch([str(inputs)], out, model=model, backend=backend, pre_cropped=pre_cropped,
-                        workers=workers, overwrite=True, progress=False)
+                        workers=workers, overwrite=True, progress=False,
+                        detector_spec={"kind": "haar", "scale_factor": scale_factor})
     return summary.processed / summary.seconds, summary.counts.faces
 
 
@@ -118,6 +120,7 @@ def main() -> None:
     p.add_argument("--backends", default="torch,onnx", help="comma-separated backends to try")
     p.add_argument("--memory-inputs", type=int, default=100_000, help="inputs in the memory run")
     p.add_argument("--real-every", type=int, default=20, help="memory run: every k-th input is a real face")
+    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar pyramid step for the photos (the CLI's default)")
     p.add_argument("--skip-memory", action="store_true")
     args = p.parse_args()
 
@@ -140,8 +143,9 @@ def main() -> None:
                 print(f"[{backend}] pre-cropped 48x48, workers {w}: {rate:,.0f} faces/s (target 2,000)")
             for w in workers:
                 rate, faces = throughput(tmp / "photos", tmp / "p.csv", model, pre_cropped=False, workers=w,
-                                         backend=backend)
-                print(f"[{backend}] 256x256 photos, workers {w}: {rate:,.1f} images/s (target 100); "
+                                         backend=backend, scale_factor=args.scale_factor)
+                print(f"[{backend}] 256x256 photos, workers {w}, scale factor {args.scale_factor}: {rate:,.1f} "
+                      "images/s (target 100); "
                       f"faces found in {faces}/{args.photos}")
         if not args.skip_memory:
             samples = memory_run(tmp, tmp / "crops", args.memory_inputs, args.real_every, "onnx")

@@ -466,8 +466,10 @@ def _detector_spec(args: argparse.Namespace) -> dict:
     """Keyword arguments for ``make_detector``, as ``moodify.cli.build_recognizer`` builds them."""
     if args.detector == "yunet":
         return {"kind": "yunet", "model_path": args.yunet_model, "min_size": args.min_size}
+    from .detect import HAAR_CASCADES
+
     return {"kind": "haar", "scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
-            "min_size": args.min_size}
+            "min_size": args.min_size, "cascade": HAAR_CASCADES[args.cascade]}
 
 
 def _model_identity(name_or_path: str | None) -> str:

@@ -17,6 +17,10 @@ import numpy as np
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 DETECT_MAX_SIDE = 640  # pixels: larger images are downscaled to this for detection
+# OpenCV's frontal-face cascades by the names the CLI takes; HaarDetector's docstring says why alt2 leads.
+HAAR_CASCADES = {"frontalface_alt2": "haarcascade_frontalface_alt2.xml",
+                 "frontalface_default": "haarcascade_frontalface_default.xml",
+                 "frontalface_alt": "haarcascade_frontalface_alt.xml"}
 
 
 class Detector(Protocol):
@@ -38,19 +42,23 @@ def _scale_boxes(boxes: list[tuple[float, float, float, float]], factor: float) 
 
 @dataclass
 class HaarDetector:
-    """OpenCV's frontal-face Haar cascade from ``cv2.data.haarcascades``; nothing is downloaded.
+    """A frontal-face Haar cascade that ships with OpenCV (``cv2.data.haarcascades``); nothing is downloaded.
 
     ``scale_factor``: image-pyramid step, smaller finds more faces and runs slower.
     ``min_neighbors``: overlapping hits a face needs; higher means fewer false faces (sensitivity).
     ``min_size``: smallest face side in the original image's pixels.
     ``max_side``: images larger than this are searched downscaled (pixels; 0 disables).
+    ``cascade``: a file in ``cv2.data.haarcascades``. ``frontalface_alt2`` rather than OpenCV's
+    ``frontalface_default``: on real faces pasted into 256x256 pictures it finds nearly as many
+    (71.3% vs 73.1%), sees 3 rather than 58 false faces in 300 face-free pictures, and takes 25
+    rather than 30 ms per picture (``benchmarks/bench_detect.py``).
     """
 
     scale_factor: float = 1.1
     min_neighbors: int = 5
     min_size: int = 30
     max_side: int = DETECT_MAX_SIDE
-    cascade: str = "haarcascade_frontalface_default.xml"
+    cascade: str = HAAR_CASCADES["frontalface_alt2"]
 
     def __post_init__(self) -> None:
         path = Path(cv2.data.haarcascades) / self.cascade

@@ -63,10 +63,29 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=HelpFormatter)
     p.add_argument("--data", help="FER2013 data path (default: $MOODIFY_DATA)")
     p.add_argument("--n", type=int, default=3000, help="training faces to measure (evenly spaced)")
+    p.add_argument("--record", nargs="+", metavar="CHECKPOINT", default=None,
+                   help="write the measured framing into these checkpoints (after a detector change: it moves "
+                        "only how real photos are cropped, never the network or its FER2013 metrics)")
     args = p.parse_args(argv)
     train = load_dataset(args.data)["Training"]
     idx = np.linspace(0, len(train) - 1, min(args.n, len(train))).astype(int)
-    print(json.dumps(measure_framing(train.images[idx]), indent=2))
+    result = measure_framing(train.images[idx])
+    print(json.dumps(result, indent=2))
+    for name in args.record or ():
+        record_framing(name, Framing(**result["framing"]))
+
+
+def record_framing(name_or_path: str, framing: Framing) -> None:
+    """Store ``framing`` in a checkpoint's preprocessing (its sha256 changes: update the registry)."""
+    import torch
+
+    from .weights import load_checkpoint, resolve_model_path
+
+    path, _, _ = resolve_model_path(name_or_path)
+    checkpoint = load_checkpoint(path)
+    checkpoint["preprocessing"]["framing"] = dict(framing.__dict__)
+    torch.save(checkpoint, path)
+    print(f"recorded framing {framing} in {path} (new sha256: update the registry if it is a shipped model)")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # "default" is fast enough for live video and large batches on a laptop CPU; "accurate" is a
 # larger network, slightly more accurate and several times slower (models/MODEL_CARD*.md).
 REGISTRY: dict[str, dict[str, str]] = {
-    "default": {"file": "moodify-fer2013-fast.pt", "sha256": "a12faed319a1be14c88074b1eb31ec33effea18fcee575201565b2690ec29bb5"},
-    "accurate": {"file": "moodify-fer2013.pt", "sha256": "0955051a1881e8b67783d66f299ca93730120603289796231d788fb9342a7022"},
+    "default": {"file": "moodify-fer2013-fast.pt", "sha256": "9c75675fabe4d22ff67ced90db1fcb0781d84f7799802676b98598c3feb69bc6"},
+    "accurate": {"file": "moodify-fer2013.pt", "sha256": "555ff29e8bd4ef9276c97809aab3e5db910b0b465515b4349f84ac3b8051dde2"},
 }
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from moodify import cli
@@ -87,3 +88,15 @@ def test_onnx_backend_gives_the_torch_probabilities(astronaut_jpg, capsys, tmp_p
     assert results["onnx"]["box"] == results["torch"]["box"]
     for label, p in results["torch"]["probabilities"].items():
         assert abs(results["onnx"]["probabilities"][label] - p) < 1e-4
+
+
+def test_coins_are_not_faces_unless_the_old_cascade_is_asked_for(tmp_path, capsys):
+    # scikit-image's coins: OpenCV's frontalface_default cascade sees faces in them, the default
+    # alt2 cascade sees none (benchmarks/bench_detect.py measures this on 300 face-free pictures).
+    skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test picture: pip install scikit-image")
+    coins = tmp_path / "coins.png"
+    Image.fromarray(skdata.coins()).save(coins)
+    assert cli.main(["classify", str(coins)]) == 0
+    assert f"{coins}: no face found" in capsys.readouterr().out
+    assert cli.main(["classify", "--json", "--cascade", "frontalface_default", str(coins)]) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["faces"]) >= 3
