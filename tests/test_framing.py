@@ -41,3 +41,20 @@ def test_shipped_framing_reproduces_fer2013_crops(fer2013):
     # ...and clearly better than the bare detector box (too tight, 0.62) or a loose crop (0.68).
     assert shipped > _agreement(faces, boxes, Framing(scale=1.0)) + 0.1
     assert shipped > _agreement(faces, boxes, Framing(scale=1.4)) + 0.1
+
+
+def test_record_framing_moves_only_the_crop(tmp_path):
+    import shutil
+
+    from moodify.framing import record_framing
+    from moodify.weights import load_model, resolve_model_path
+
+    path = tmp_path / "model.pt"
+    shutil.copy(resolve_model_path(None)[0], path)
+    before = load_model(path)
+    record_framing(str(path), Framing(scale=1.3, shift_x=0.01, shift_y=0.02))
+    after = load_model(path)
+    assert after.preprocessing.framing == Framing(scale=1.3, shift_x=0.01, shift_y=0.02)
+    faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(after.predict(faces), before.predict(faces), atol=1e-6)
+    assert after.metrics == before.metrics
