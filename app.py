@@ -79,9 +79,9 @@ def sidebar(model: moodify.EmotionModel) -> dict:
                     f"**{f'{accuracy:.1%}' if accuracy is not None else 'not recorded'}**")
         st.header("Face detector")
         min_neighbors = st.slider(
-            "Sensitivity (min neighbours)", 1, 12, 5, key="min_neighbors",
+            "Sensitivity (min neighbours)", 1, 12, moodify.HaarDetector.min_neighbors, key="min_neighbors",
             help="How many overlapping detections a face needs. Lower finds more faces, and more false ones.")
-        min_size = st.slider("Minimum face size (pixels)", 12, 200, 30, step=2, key="min_size",
+        min_size = st.slider("Minimum face size (pixels)", 12, 200, moodify.HaarDetector.min_size, step=2, key="min_size",
                              help="Faces smaller than this are ignored.")
         explain = st.toggle("Explain: show where the model looks", key="explain",
                             help="Grad-CAM: warm colours mark the parts of each face that raised the score "

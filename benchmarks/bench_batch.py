@@ -61,12 +61,12 @@ def make_photos(folder: Path, n: int) -> None:
 
 
 def throughput(inputs: Path, out: Path, model, *, pre_cropped: bool, workers: int, backend: str,
-               scale_factor: float = 1.1) -> tuple[float, int]:
+               scale_factor: float | None = None) -> tuple[float, int]:
     from moodify.batch import run_batch
 
     summary = run_batch([str(inputs)], out, model=model, backend=backend, pre_cropped=pre_cropped,
                         workers=workers, overwrite=True, progress=False,
-                        detector_spec={"kind": "haar", "scale_factor": scale_factor})
+                        detector_spec={"kind": "haar"} | ({"scale_factor": scale_factor} if scale_factor else {}))
     return summary.processed / summary.seconds, summary.counts.faces
 
 
@@ -120,7 +120,7 @@ def main() -> None:
     p.add_argument("--backends", default="torch,onnx", help="comma-separated backends to try")
     p.add_argument("--memory-inputs", type=int, default=100_000, help="inputs in the memory run")
     p.add_argument("--real-every", type=int, default=20, help="memory run: every k-th input is a real face")
-    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar pyramid step for the photos (the CLI's default)")
+    p.add_argument("--scale-factor", type=float, default=None, help="Haar pyramid step for the photos (default: the CLI's)")
     p.add_argument("--skip-memory", action="store_true")
     args = p.parse_args()
 
@@ -144,7 +144,7 @@ def main() -> None:
             for w in workers:
                 rate, faces = throughput(tmp / "photos", tmp / "p.csv", model, pre_cropped=False, workers=w,
                                          backend=backend, scale_factor=args.scale_factor)
-                print(f"[{backend}] 256x256 photos, workers {w}, scale factor {args.scale_factor}: {rate:,.1f} "
+                print(f"[{backend}] 256x256 photos, workers {w}, scale factor {args.scale_factor or 'default'}: {rate:,.1f} "
                       "images/s (target 100); "
                       f"faces found in {faces}/{args.photos}")
         if not args.skip_memory:

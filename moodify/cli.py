@@ -11,7 +11,7 @@ from . import evaluate as evaluate_mod
 from . import train as train_mod
 from .argparsing import HelpFormatter
 from .data import DataError
-from .detect import HAAR_CASCADES
+from .detect import HAAR_CASCADES, HaarDetector
 from .images import ImageError
 from .labels import EMOTIONS
 from .weights import ModelError
@@ -31,10 +31,11 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cascade", default="frontalface_alt2", choices=list(HAAR_CASCADES),
                    help="Haar: which of OpenCV's frontal-face cascades (frontalface_default finds ~2%% more "
                         "faces and far more false ones; see the README)")
-    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar: image-pyramid step (smaller finds more, slower)")
-    p.add_argument("--min-neighbors", type=int, default=5,
+    p.add_argument("--scale-factor", type=float, default=HaarDetector.scale_factor,
+                   help="Haar: image-pyramid step (larger is faster and finds fewer faces; see the README)")
+    p.add_argument("--min-neighbors", type=int, default=HaarDetector.min_neighbors,
                    help="Haar: detector sensitivity (lower finds more faces and more false ones)")
-    p.add_argument("--min-size", type=int, default=30, help="smallest face side to detect, in pixels")
+    p.add_argument("--min-size", type=int, default=HaarDetector.min_size, help="smallest face side to detect, in pixels")
 
 
 def build_recognizer(args: argparse.Namespace):

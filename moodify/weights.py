@@ -22,8 +22,8 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # "default" is fast enough for live video and large batches on a laptop CPU; "accurate" is a
 # larger network, slightly more accurate and several times slower (models/MODEL_CARD*.md).
 REGISTRY: dict[str, dict[str, str]] = {
-    "default": {"file": "moodify-fer2013-fast.pt", "sha256": "9c75675fabe4d22ff67ced90db1fcb0781d84f7799802676b98598c3feb69bc6"},
-    "accurate": {"file": "moodify-fer2013.pt", "sha256": "555ff29e8bd4ef9276c97809aab3e5db910b0b465515b4349f84ac3b8051dde2"},
+    "default": {"file": "moodify-fer2013-fast.pt", "sha256": "06c9e8bc95f00243bb485207ffd9215008730d632ba829534f7d4a7de1864784"},
+    "accurate": {"file": "moodify-fer2013.pt", "sha256": "2af9f9ccf651b699489895b7bc64793377155879b54e8fbb7220a0cab256abde"},
 }
 
 
