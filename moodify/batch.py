@@ -518,7 +518,7 @@ class Summary:
         where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
         return (f"moodify batch: {c.inputs:,} images{where}: {c.faces:,} faces, {c.no_face:,} without a face, "
                 f"{c.errors:,} errors; {self.processed:,} images in {self.seconds:.1f} s this run "
-                f"({rate:.1f} images/s) -> {self.out}")
+                f"({rate:,.1f} images/s) -> {self.out}")
 
 
 def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, model_name: str | None = None,
