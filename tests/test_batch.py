@@ -121,10 +121,12 @@ def test_summary_reports_counts(photos, tmp_path, capsys):
     assert "8 images: 5 faces, 1 without a face, 3 errors" in summary and "images/s" in summary
 
 
-def test_worker_processes_give_the_same_rows(photos, tmp_path):
+@pytest.mark.parametrize("backend", ["onnx", "torch"])  # onnx workers classify their own faces; torch's are classified here
+def test_worker_processes_give_the_same_rows(photos, tmp_path, backend):
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
-    assert run(photos, "-o", one) == 0
-    assert cli(["batch", str(photos), "-o", str(two), "--quiet", "--workers", "2", "--chunk-size", "3"]) == 0
+    assert run(photos, "-o", one, "--backend", backend) == 0
+    assert cli(["batch", str(photos), "-o", str(two), "--quiet", "--workers", "2", "--chunk-size", "3",
+                "--backend", backend]) == 0
     a = [json.loads(line) for line in one.read_text(encoding="utf-8").splitlines()]
     b = [json.loads(line) for line in two.read_text(encoding="utf-8").splitlines()]
     assert [r["path"] for r in a] == [r["path"] for r in b]
