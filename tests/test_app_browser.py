@@ -260,8 +260,11 @@ def test_video_upload_gives_video_timeline_and_csv(page, media):
     from moodify.video import CSV_COLUMNS
 
     _mode(page, "Video")
-    page.get_by_text("Upload a video to get it back annotated").wait_for()  # not the Upload mode's input
-    page.locator('input[type="file"]').set_input_files(str(media["video"]))
+    page.get_by_text("Upload a video to get it back annotated").wait_for()
+    # The video uploader's own input: on a busy machine the Upload mode's photo input can still be
+    # on the page while Streamlit finishes switching modes.
+    video_input = page.locator('input[type="file"][accept*=".mp4"]')
+    video_input.set_input_files(str(media["video"]))
     page.get_by_role("button", name="Download timeline CSV").wait_for()
     text = page.inner_text("body")
     assert re.search(r"20 frames analysed; 1 person tracked", text), text[-1500:]
@@ -276,7 +279,7 @@ def test_video_upload_gives_video_timeline_and_csv(page, media):
     _no_traceback(page)
     _screenshot(page, "video-result")
 
-    page.locator('input[type="file"]').set_input_files(str(media["broken_video"]))
+    video_input.set_input_files(str(media["broken_video"]))
     page.locator('[data-testid="stAlertContentError"]').filter(has_text="broken.mp4 could not be analysed").wait_for()
     assert "not a readable video" in page.inner_text("body")
     _no_traceback(page)
