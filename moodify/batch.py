@@ -607,7 +607,7 @@ def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec
     init_args = (detector_spec, model.preprocessing, pre_cropped)
     chunks = _chunks(paths, chunk_size)
     # With onnxruntime, each worker classifies its own faces single-threaded: on 2 cores that beats
-    # one 2-thread forward pass in this process competing with the workers (~2,500 vs ~2,100 faces/s).
+    # one 2-thread forward pass in this process competing with the workers (~2,300 vs ~2,100 faces/s).
     onnx_path = str(model.path) if workers > 1 and isinstance(model, OnnxEmotionModel) else None
     processed, executor = 0, None
     if workers > 1:
@@ -701,7 +701,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="faces per network forward pass")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     add_detector_arguments(p)
-    # onnxruntime classifies ~1.7x faster than torch on CPU with the same outputs (within 1e-4,
+    # onnxruntime classifies ~1.5x faster than torch on CPU with the same outputs (within 1e-4,
     # tested), and a batch job is all classification; `--backend torch` is still there.
     p.set_defaults(backend="onnx")
 

@@ -29,8 +29,8 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
                    help="face detector: OpenCV Haar cascade, or YuNet (needs --yunet-model)")
     p.add_argument("--yunet-model", default=None, help="path of a YuNet .onnx file (never downloaded)")
     p.add_argument("--cascade", default="frontalface_alt2", choices=list(HAAR_CASCADES),
-                   help="Haar: which of OpenCV's frontal-face cascades (frontalface_default finds ~2%% more "
-                        "faces and far more false ones; see the README)")
+                   help="Haar: which of OpenCV's frontal-face cascades (frontalface_default, OpenCV's usual one, "
+                        "sees far more false faces; see the README)")
     p.add_argument("--scale-factor", type=float, default=HaarDetector.scale_factor,
                    help="Haar: image-pyramid step (larger is faster and finds fewer faces; see the README)")
     p.add_argument("--min-neighbors", type=int, default=HaarDetector.min_neighbors,

@@ -54,8 +54,8 @@ class HaarDetector:
     256x256 pictures (``benchmarks/bench_detect.py``; the README has the table). Against OpenCV's
     usual frontalface_default at 1.1 / 5 they find fewer 64-160 px faces (68.8% vs 73.1%) and more
     32-63 px ones (61.3% vs 56.8%), see a fifth of the false faces (52 vs 287), and take 14 rather
-    than 31 ms per picture; 2 neighbours would find more faces (72.4%, 65.7%) but put false faces
-    in face-free pictures and in skimage's astronaut photo.
+    than 31 ms per picture. 2 neighbours would find more faces (72.4%, 65.7%), and more false ones:
+    7x as many in face-free pictures, and one on the spacesuit in a JPEG of skimage's astronaut.
     """
 
     scale_factor: float = 1.2
