@@ -11,7 +11,7 @@ from . import evaluate as evaluate_mod
 from . import train as train_mod
 from .argparsing import HelpFormatter
 from .data import DataError
-from .detect import HAAR_CASCADES, HaarDetector
+from .detect import DEFAULT_CASCADE, HAAR_CASCADES, HaarDetector
 from .images import ImageError
 from .labels import EMOTIONS
 from .weights import ModelError
@@ -28,7 +28,7 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", default="haar", choices=["haar", "yunet"],
                    help="face detector: OpenCV Haar cascade, or YuNet (needs --yunet-model)")
     p.add_argument("--yunet-model", default=None, help="path of a YuNet .onnx file (never downloaded)")
-    p.add_argument("--cascade", default="frontalface_alt2", choices=list(HAAR_CASCADES),
+    p.add_argument("--cascade", default=DEFAULT_CASCADE, choices=list(HAAR_CASCADES),
                    help="Haar: which of OpenCV's frontal-face cascades (frontalface_default, OpenCV's usual one, "
                         "sees far more false faces; see the README)")
     p.add_argument("--scale-factor", type=float, default=HaarDetector.scale_factor,

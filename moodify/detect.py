@@ -21,6 +21,7 @@ DETECT_MAX_SIDE = 640  # pixels: larger images are downscaled to this for detect
 HAAR_CASCADES = {"frontalface_alt2": "haarcascade_frontalface_alt2.xml",
                  "frontalface_default": "haarcascade_frontalface_default.xml",
                  "frontalface_alt": "haarcascade_frontalface_alt.xml"}
+DEFAULT_CASCADE = "frontalface_alt2"
 
 
 class Detector(Protocol):
@@ -62,7 +63,7 @@ class HaarDetector:
     min_neighbors: int = 3
     min_size: int = 30
     max_side: int = DETECT_MAX_SIDE
-    cascade: str = HAAR_CASCADES["frontalface_alt2"]
+    cascade: str = HAAR_CASCADES[DEFAULT_CASCADE]
 
     def __post_init__(self) -> None:
         path = Path(cv2.data.haarcascades) / self.cascade

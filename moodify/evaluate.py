@@ -132,14 +132,9 @@ def main(args: argparse.Namespace) -> dict:
 
 def record_metrics(name_or_path: str | None, split: str, report: dict) -> None:
     """Write a split's headline metrics into the checkpoint (they never feed back into training)."""
-    import torch
+    from .weights import rewrite_checkpoint
 
-    from .weights import load_checkpoint, resolve_model_path
-
-    path, _, _ = resolve_model_path(name_or_path)
-    checkpoint = load_checkpoint(path)
     keep = ("n", "accuracy", "macro_f1", "nll", "ece", "ece_uncalibrated", "tta")
-    checkpoint.setdefault("metrics", {})[split] = {k: report[k] for k in keep} | {
-        "recall": {k: v["recall"] for k, v in report["per_class"].items()}}
-    torch.save(checkpoint, path)
+    metrics = {k: report[k] for k in keep} | {"recall": {k: v["recall"] for k, v in report["per_class"].items()}}
+    path = rewrite_checkpoint(name_or_path, lambda ckpt: ckpt.setdefault("metrics", {}).update({split: metrics}))
     print(f"recorded {split} metrics in {path} (new sha256: update the registry if it is a shipped model)")

@@ -77,14 +77,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def record_framing(name_or_path: str, framing: Framing) -> None:
     """Store ``framing`` in a checkpoint's preprocessing (its sha256 changes: update the registry)."""
-    import torch
+    from .weights import rewrite_checkpoint
 
-    from .weights import load_checkpoint, resolve_model_path
-
-    path, _, _ = resolve_model_path(name_or_path)
-    checkpoint = load_checkpoint(path)
-    checkpoint["preprocessing"]["framing"] = dict(framing.__dict__)
-    torch.save(checkpoint, path)
+    path = rewrite_checkpoint(name_or_path, lambda ckpt: ckpt["preprocessing"].update(framing=dict(framing.__dict__)))
     print(f"recorded framing {framing} in {path} (new sha256: update the registry if it is a shipped model)")
 
 

@@ -6,7 +6,7 @@ import hashlib
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -168,6 +168,18 @@ def load_checkpoint(path: str | os.PathLike, *, expected_sha256: str | None = No
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ModelError(f"{path}: not a Moodify checkpoint (no state_dict)")
     return checkpoint
+
+
+def rewrite_checkpoint(name_or_path: str | os.PathLike | None, update: Callable[[dict[str, Any]], None]) -> Path:
+    """Load a checkpoint, let ``update`` change it in place, and save it back to the same file.
+
+    Its sha256 changes with it: a shipped model's ``REGISTRY`` entry must be updated to match.
+    """
+    path, _, _ = resolve_model_path(name_or_path)
+    checkpoint = load_checkpoint(path)
+    update(checkpoint)
+    torch.save(checkpoint, path)
+    return path
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "cpu", backend: str = "torch"):
