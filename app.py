@@ -22,8 +22,9 @@ LIVE_REFRESH_S = 0.25  # seconds between redraws of the live charts
 DISPLAY_MAX_SIDE = 1400  # pixels: pictures are shown (and offered as PNG) at most this large
 VIDEO_TYPES = ["mp4", "mov", "m4v", "avi", "mkv", "webm"]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
-NO_FACE_HINT = ("Try a photo where the face is larger and looks at the camera, or lower the detector "
-                "sensitivity / minimum face size in the sidebar.")
+NO_FACE_HINT = ("Try a photo where the face is larger and looks at the camera, or lower the minimum face "
+                "score (YuNet) / hits a face needs (Haar) or the minimum face size in the sidebar.")
+DETECTOR_LABELS = {"yunet": "YuNet (finds turned and small faces)", "haar": "Haar cascade (OpenCV's classic)"}
 PRIVACY_NOTE = ("**Privacy:** pictures and video are processed in memory on the machine running this app. "
                 "Nothing is stored, and nothing is sent anywhere.")
 MODES = ["Upload", "Snapshot", "Live", "Video"]
@@ -62,9 +63,9 @@ def get_recognizer(settings: dict) -> moodify.Recognizer:
     The detector is per session, not cached for the process: an OpenCV cascade is not safe to
     run from two sessions' threads at once, while the network's inference is.
     """
-    key = (settings["min_neighbors"], settings["min_size"])
+    key = detector_key(settings)
     if st.session_state.get("detector_key") != key:
-        st.session_state["detector"] = moodify.HaarDetector(min_neighbors=key[0], min_size=key[1])
+        st.session_state["detector"] = moodify.make_detector(**dict(key))
         st.session_state["detector_key"] = key
     return moodify.Recognizer(model=current_model(), detector=st.session_state["detector"])
 
@@ -78,9 +79,16 @@ def sidebar(model: moodify.EmotionModel) -> dict:
         st.markdown(f"**{model.name}**  \nFER2013 PrivateTest accuracy: "
                     f"**{f'{accuracy:.1%}' if accuracy is not None else 'not recorded'}**")
         st.header("Face detector")
-        min_neighbors = st.slider(
-            "Sensitivity (min neighbours)", 1, 12, moodify.HaarDetector.min_neighbors, key="min_neighbors",
-            help="How many overlapping detections a face needs. Lower finds more faces, and more false ones.")
+        kind = st.radio("Detector", list(DETECTOR_LABELS), format_func=DETECTOR_LABELS.get, key="detector_kind")
+        score_threshold, min_neighbors = moodify.YuNetDetector.score_threshold, moodify.HaarDetector.min_neighbors
+        if kind == "yunet":
+            score_threshold = st.slider(
+                "Minimum face score", 0.3, 0.95, score_threshold, step=0.05, key="score_threshold",
+                help="How sure YuNet must be that it sees a face. Lower finds more faces, and more false ones.")
+        else:
+            min_neighbors = st.slider(
+                "Hits a face needs (min neighbours)", 1, 12, min_neighbors, key="min_neighbors",
+                help="How many overlapping detections a face needs. Lower finds more faces, and more false ones.")
         min_size = st.slider("Minimum face size (pixels)", 12, 200, moodify.HaarDetector.min_size, step=2, key="min_size",
                              help="Faces smaller than this are ignored.")
         explain = st.toggle("Explain: show where the model looks", key="explain",
@@ -93,8 +101,14 @@ def sidebar(model: moodify.EmotionModel) -> dict:
                  "higher is steadier, slower to react.")
         st.divider()
         st.caption(PRIVACY_NOTE)
-    return {"min_neighbors": min_neighbors, "min_size": min_size, "smoothing": smoothing, "explain": explain,
-            "model": model.name}
+    return {"detector": kind, "score_threshold": score_threshold, "min_neighbors": min_neighbors,
+            "min_size": min_size, "smoothing": smoothing, "explain": explain, "model": model.name}
+
+
+def detector_key(settings: dict) -> tuple:
+    """The ``make_detector`` keywords the sidebar chose, as a hashable key."""
+    return (("kind", settings["detector"]), ("score_threshold", settings["score_threshold"]),
+            ("min_neighbors", settings["min_neighbors"]), ("min_size", settings["min_size"]))
 
 
 # ---------------------------------------------------------------- results of one picture
@@ -246,11 +260,11 @@ def live_mode(settings: dict) -> None:
         patch_loopback_ice()
     # Per browser session: the hand-over object, and a tracker/smoother rebuilt when settings change.
     live: LiveResults = st.session_state.setdefault("live_results", LiveResults())
-    key = (settings["min_neighbors"], settings["min_size"], settings["smoothing"], settings["model"])
+    key = (detector_key(settings), settings["smoothing"], settings["model"])
     if st.session_state.get("live_key") != key:
-        # A detector of its own: the callback runs on another thread, and an OpenCV cascade is not
+        # A detector of its own: the callback runs on another thread, and an OpenCV detector is not
         # safe to share with other sessions' uploads.
-        detector = moodify.HaarDetector(min_neighbors=settings["min_neighbors"], min_size=settings["min_size"])
+        detector = moodify.make_detector(**dict(detector_key(settings)))
         recognizer = moodify.Recognizer(model=current_model(), detector=detector)
         st.session_state["live_analyzer"] = FrameAnalyzer(recognizer, smoothing=settings["smoothing"])
         st.session_state["live_key"] = key
@@ -300,7 +314,7 @@ def video_mode(settings: dict) -> None:
     if file is None:
         st.info("Upload a video to get it back annotated, with each person's emotions over time.")
         return
-    key = (file.file_id, settings["min_neighbors"], settings["min_size"], settings["smoothing"])
+    key = (file.file_id, detector_key(settings), settings["smoothing"], settings["model"])
     if st.session_state.get("video_key") != key:
         try:
             result = analyze_video_upload(file, settings)

@@ -37,21 +37,26 @@ from typing import Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from .detect import LANDMARKS
 from .labels import EMOTIONS
+from .options import detector_spec
 
 DESCRIPTION = ("Classify every face in many images (folders, globs, lists of paths) into a CSV, JSONL or "
                "Parquet file: one row per face, resumable, parallel, shardable across machines. Columns: path, "
                "face (0-based, largest first), faces (in that image; 0 = no face found), x, y, w, h (box in "
-               "pixels), emotion, confidence, the 7 probabilities, error (why an unreadable image was skipped).")
+               "pixels), emotion, confidence, the 7 probabilities, error (why an unreadable image was skipped), "
+               "then the 5 YuNet landmarks in pixels (right_eye_x, right_eye_y, ..., mouth_left_y; empty with Haar).")
 
 # A folder is searched for these (case-insensitive); a path named explicitly, in a glob or a
 # list file is always tried, whatever its name, so a misnamed image still gets its row.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                             ".pgm", ".ppm", ".pnm"})
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})  # an INPUT with one of these lists paths, one per line
-COLUMNS = ("path", "face", "faces", "x", "y", "w", "h", "emotion", "confidence", *EMOTIONS, "error")
+# The five YuNet landmarks in pixels (empty with Haar): right_eye_x, right_eye_y, ..., mouth_left_y.
+LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in LANDMARKS for axis in "xy")
+COLUMNS = ("path", "face", "faces", "x", "y", "w", "h", "emotion", "confidence", *EMOTIONS, "error", *LANDMARK_COLUMNS)
 INT_COLUMNS = frozenset({"face", "faces", "x", "y", "w", "h"})
-FLOAT_COLUMNS = frozenset({"confidence", *EMOTIONS})
+FLOAT_COLUMNS = frozenset({"confidence", *EMOTIONS, *LANDMARK_COLUMNS})
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 CHUNK_SIZE = 256  # inputs per commit: larger amortises fsync and batches more faces, smaller loses less on a crash
 PREFETCH_CHUNKS = 2  # chunks decoded ahead of the classifier; bounds memory whatever the input size
@@ -176,6 +181,7 @@ class _Analyzed:
     path: str
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     crops: np.ndarray | None = None
+    landmarks: list = field(default_factory=list)  # per box: 5 (x, y) points or None
     error: str | None = None
     probs: np.ndarray | None = None  # (faces, 7) calibrated probabilities, once classified
 
@@ -228,19 +234,22 @@ def _analyze_many(paths: list[str]) -> list[_Analyzed]:
 
 def _analyze(path: str) -> _Analyzed:
     """Decode one image and cut out its faces; any failure becomes a one-line error, never a crash."""
-    from .images import ImageError, load_gray
-    from .preprocess import crop_faces
+    from .images import ImageError, load_gray, load_image
+    from .preprocess import crop_faces, resize_face
 
-    prep, size = _WORKER["prep"], _WORKER["prep"].input_size
+    prep = _WORKER["prep"]
     try:
-        gray = load_gray(path)
         if _WORKER["pre_cropped"]:
+            gray = load_gray(path)
             h, w = gray.shape
-            interpolation = cv2.INTER_AREA if max(h, w) > size else cv2.INTER_LINEAR
-            crop = gray if (h, w) == (size, size) else cv2.resize(gray, (size, size), interpolation=interpolation)
-            return _Analyzed(path, [(0, 0, w, h)], crop[None])
-        boxes = [tuple(int(v) for v in b) for b in _WORKER["detector"].detect(gray)]
-        return _Analyzed(path, boxes, crop_faces(gray, boxes, prep))
+            return _Analyzed(path, [(0, 0, w, h)], resize_face(gray, prep.input_size)[None], [None])
+        # The same steps as Recognizer.analyze: detect on the colour image, crop the gray one.
+        bgr = load_image(path)
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        detector = _WORKER["detector"]
+        found = detector.detect_faces(bgr)
+        return _Analyzed(path, [d.box for d in found], crop_faces(gray, found, prep, kind=detector.kind),
+                         [d.landmarks for d in found])
     except ImageError as exc:
         message = str(exc)
         return _Analyzed(path, error=message[len(path) + 2:] if message.startswith(path + ": ") else message)
@@ -461,15 +470,18 @@ def _fsync_dir(folder: Path) -> None:
 
 def _rows_for(item: _Analyzed) -> tuple[list[tuple], Counts]:
     """Rows for one input: one per face, one for no face, or one carrying the error."""
-    blank = (None,) * (len(COLUMNS) - 4)  # face box, emotion, confidence, probabilities
+    blank = (None,) * (COLUMNS.index("error") - 3)  # face box, emotion, confidence, probabilities
+    no_points = (None,) * len(LANDMARK_COLUMNS)
     if item.error is not None:
-        return [(item.path, None, None, *blank, item.error)], Counts(inputs=1, errors=1)
+        return [(item.path, None, None, *blank, item.error, *no_points)], Counts(inputs=1, errors=1)
     if not item.boxes:
-        return [(item.path, None, 0, *blank, None)], Counts(inputs=1, no_face=1)
+        return [(item.path, None, 0, *blank, None, *no_points)], Counts(inputs=1, no_face=1)
     rows = []
-    for i, (box, p) in enumerate(zip(item.boxes, item.probs)):
+    landmarks = item.landmarks or [None] * len(item.boxes)
+    for i, (box, p, points) in enumerate(zip(item.boxes, item.probs, landmarks)):
         top = int(np.argmax(p))
-        rows.append((item.path, i, len(item.boxes), *box, EMOTIONS[top], float(p[top]), *map(float, p), None))
+        xy = no_points if points is None else tuple(round(float(v), 1) for pt in points for v in pt)
+        rows.append((item.path, i, len(item.boxes), *box, EMOTIONS[top], float(p[top]), *map(float, p), None, *xy))
     return rows, Counts(inputs=1, faces=len(item.boxes))
 
 
@@ -486,16 +498,6 @@ def _classify_chunk(items: list[_Analyzed], model, batch_size: int) -> tuple[lis
 def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
     while chunk := list(itertools.islice(paths, size)):
         yield chunk
-
-
-def _detector_spec(args: argparse.Namespace) -> dict:
-    """Keyword arguments for ``make_detector``, as ``moodify.cli.build_recognizer`` builds them."""
-    if args.detector == "yunet":
-        return {"kind": "yunet", "model_path": args.yunet_model, "min_size": args.min_size}
-    from .detect import HAAR_CASCADES
-
-    return {"kind": "haar", "scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
-            "min_size": args.min_size, "cascade": HAAR_CASCADES[args.cascade]}
 
 
 def _model_identity(name_or_path: str | None) -> str:
@@ -561,7 +563,7 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
 
     out = Path(out)
     check_inputs(inputs)
-    detector_spec = detector_spec or {"kind": "haar"}
+    detector_spec = detector_spec or {"kind": "yunet"}
     fingerprint = {
         "inputs": list(inputs), "shard": list(shard) if shard else None, "pre_cropped": pre_cropped,
         "detector": None if pre_cropped else detector_spec, "chunk_size": chunk_size, "backend": backend,
@@ -681,7 +683,7 @@ def _collect(analyzed: Iterator[list[_Analyzed]], chunk: list[str]) -> list[_Ana
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_detector_arguments
+    from .options import add_detector_arguments
 
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="folders (searched recursively), globs (quote them: 'photos/**/*.jpg'), files, list "
@@ -713,7 +715,7 @@ def main(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     try:
         summary = run_batch(args.inputs, args.out, model_name=args.model, backend=args.backend,
-                            detector_spec=_detector_spec(args), pre_cropped=args.pre_cropped, workers=workers,
+                            detector_spec=detector_spec(args), pre_cropped=args.pre_cropped, workers=workers,
                             shard=args.shard, chunk_size=args.chunk_size, batch_size=args.batch_size,
                             resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except KeyboardInterrupt:

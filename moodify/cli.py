@@ -11,44 +11,13 @@ from . import evaluate as evaluate_mod
 from . import train as train_mod
 from .argparsing import HelpFormatter
 from .data import DataError
-from .detect import DEFAULT_CASCADE, HAAR_CASCADES, HaarDetector
+from .detect import DetectorError
 from .images import ImageError
 from .labels import EMOTIONS
+from .options import NO_FACE_HINT, add_detector_arguments, build_recognizer  # noqa: F401 (re-exported)
 from .weights import ModelError
 
 _FORMATTER = HelpFormatter
-NO_FACE_HINT = "try a larger or more frontal face, or a lower --min-neighbors"
-
-
-def add_detector_arguments(p: argparse.ArgumentParser) -> None:
-    """Model and face-detector options shared by every command that looks at photos or video."""
-    p.add_argument("--model", default=None, help="registry name or checkpoint path (default: the shipped model)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
-                   help="inference engine: PyTorch, or onnxruntime (the model exported once and cached)")
-    p.add_argument("--detector", default="haar", choices=["haar", "yunet"],
-                   help="face detector: OpenCV Haar cascade, or YuNet (needs --yunet-model)")
-    p.add_argument("--yunet-model", default=None, help="path of a YuNet .onnx file (never downloaded)")
-    p.add_argument("--cascade", default=DEFAULT_CASCADE, choices=list(HAAR_CASCADES),
-                   help="Haar: which of OpenCV's frontal-face cascades (frontalface_default, OpenCV's usual one, "
-                        "sees far more false faces; see the README)")
-    p.add_argument("--scale-factor", type=float, default=HaarDetector.scale_factor,
-                   help="Haar: image-pyramid step (larger is faster and finds fewer faces; see the README)")
-    p.add_argument("--min-neighbors", type=int, default=HaarDetector.min_neighbors,
-                   help="Haar: detector sensitivity (lower finds more faces and more false ones)")
-    p.add_argument("--min-size", type=int, default=HaarDetector.min_size, help="smallest face side to detect, in pixels")
-
-
-def build_recognizer(args: argparse.Namespace):
-    from .detect import make_detector
-    from .recognizer import Recognizer
-    from .weights import load_model
-
-    if args.detector == "yunet":
-        detector = make_detector("yunet", model_path=args.yunet_model, min_size=args.min_size)
-    else:
-        detector = make_detector("haar", scale_factor=args.scale_factor, min_neighbors=args.min_neighbors,
-                                 min_size=args.min_size, cascade=HAAR_CASCADES[args.cascade])
-    return Recognizer(model=load_model(args.model, backend=args.backend), detector=detector)
 
 
 def _classify_arguments(p: argparse.ArgumentParser) -> None:
@@ -138,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ModelError, DataError, ImageError, FileNotFoundError, ValueError) as exc:
+    except (ModelError, DataError, ImageError, DetectorError, FileNotFoundError, ValueError) as exc:
         print(f"moodify {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .labels import EMOTIONS
+from .preprocess import FACE_SIZE, resize_face  # FER2013 faces are 48x48 grayscale
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
-FACE_SIZE = 48  # pixels, FER2013 faces are 48x48 grayscale
 DATA_ENV = "MOODIFY_DATA"
 FER2013_CSV_NAMES = ("fer2013/fer2013.csv.gz", "fer2013/fer2013.csv", "fer2013.csv.gz", "fer2013.csv")
 FERPLUS_CSV_NAMES = ("ferplus/fer2013new.csv", "fer2013new.csv")
@@ -232,9 +232,7 @@ def read_folder_layout(root: str | os.PathLike, *, val_fraction: float = 0.1, se
                 gray = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
                 if gray is None:
                     raise DataError(f"{file}: cannot decode image")
-                if gray.shape != (FACE_SIZE, FACE_SIZE):
-                    gray = cv2.resize(gray, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
-                images.append(gray)
+                images.append(resize_face(gray, FACE_SIZE))  # as moodify batch --pre-cropped does
                 labels.append(label)
         if not images:
             raise DataError(f"{folder}: no images found")

@@ -1,13 +1,19 @@
-"""Face detectors: OpenCV's Haar cascade (default, ships with opencv) and YuNet from a user's file.
+"""Face detectors: YuNet (default, a small CNN shipped in ``models/yunet/``) and OpenCV's Haar cascade.
 
-Both take a grayscale or BGR uint8 image and return boxes (x, y, w, h) in that image's pixels,
-largest first. Large images are searched on a downscaled copy and the boxes mapped back, which
-is what keeps a 12-megapixel photo from taking seconds.
+Both take a BGR or grayscale uint8 image and return ``Detection``s (box, score and, for YuNet, five
+landmarks) in that image's pixels, largest first. Large images are searched on a downscaled copy
+and the results mapped back, which keeps a 12-megapixel photo from taking seconds and keeps faces
+in the size range the detector was trained for.
+
+``make_detector(kind, **options)`` is the one place a detector is built from options: the CLI,
+batch workers and the web app all call it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,15 +22,39 @@ import cv2
 import numpy as np
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
+Point = tuple[float, float]  # x, y in pixels
 DETECT_MAX_SIDE = 640  # pixels: larger images are downscaled to this for detection
 # OpenCV's frontal-face cascades by the names the CLI takes; HaarDetector's docstring says why alt2 leads.
 HAAR_CASCADES = {"frontalface_alt2": "haarcascade_frontalface_alt2.xml",
                  "frontalface_default": "haarcascade_frontalface_default.xml",
                  "frontalface_alt": "haarcascade_frontalface_alt.xml"}
 DEFAULT_CASCADE = "frontalface_alt2"
+DETECTORS = ("yunet", "haar")  # the first is the default
+DEFAULT_DETECTOR = DETECTORS[0]
+# YuNet's model file (MIT, Shiqi Yu; models/yunet/LICENSE), checked on load like the emotion models.
+YUNET_FILE = Path(__file__).resolve().parent.parent / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+LANDMARKS = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")  # the subject's right and left
+
+
+class DetectorError(ValueError):
+    """A face detector that cannot be built: missing or wrong model file, bad settings."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face a detector found: its box, a score (None for Haar) and five landmarks (YuNet only)."""
+
+    box: Box
+    score: float | None = None
+    landmarks: tuple[Point, ...] | None = None  # in LANDMARKS order
 
 
 class Detector(Protocol):
+    kind: str  # which framing of the model's preprocessing applies to this detector's boxes
+
+    def detect_faces(self, image: np.ndarray) -> list[Detection]: ...
+
     def detect(self, image: np.ndarray) -> list[Box]: ...
 
 
@@ -32,31 +62,36 @@ def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     h, w = image.shape[:2]
     factor = max(h, w) / max_side if max_side and max(h, w) > max_side else 1.0
     if factor > 1.0:
-        image = cv2.resize(image, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA)
+        # max(1, ...): a 1x1300 strip must stay an image, not become a 0-pixel one.
+        size = (max(1, round(w / factor)), max(1, round(h / factor)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return image, factor
 
 
-def _scale_boxes(boxes: list[tuple[float, float, float, float]], factor: float) -> list[Box]:
-    out = [tuple(int(round(v * factor)) for v in box) for box in boxes]
-    return sorted(out, key=lambda b: b[2] * b[3], reverse=True)
+def _largest_first(found: list[Detection]) -> list[Detection]:
+    return sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)
+
+
+class _BoxesMixin:
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Just the boxes of ``detect_faces``, largest first."""
+        return [d.box for d in self.detect_faces(image)]
 
 
 @dataclass
-class HaarDetector:
+class HaarDetector(_BoxesMixin):
     """A frontal-face Haar cascade that ships with OpenCV (``cv2.data.haarcascades``); nothing is downloaded.
 
     ``scale_factor``: image-pyramid step, smaller finds more faces and runs slower.
-    ``min_neighbors``: overlapping hits a face needs; higher means fewer false faces (sensitivity).
+    ``min_neighbors``: overlapping hits a face needs; higher means fewer false faces (and fewer faces).
     ``min_size``: smallest face side in the original image's pixels.
     ``max_side``: images larger than this are searched downscaled (pixels; 0 disables).
     ``cascade``: a file in ``cv2.data.haarcascades``.
 
-    The defaults (alt2 cascade, step 1.2, 3 neighbours) were chosen on real faces pasted into
+    The settings (alt2 cascade, step 1.2, 3 neighbours) were chosen on real faces pasted into
     256x256 pictures (``benchmarks/bench_detect.py``; the README has the table). Against OpenCV's
-    usual frontalface_default at 1.1 / 5 they find fewer 64-160 px faces (68.8% vs 73.1%) and more
-    32-63 px ones (61.3% vs 56.8%), see a fifth of the false faces (52 vs 287), and take 14 rather
-    than 31 ms per picture. 2 neighbours would find more faces (72.4%, 65.7%), and more false ones:
-    7x as many in face-free pictures, and one on the spacesuit in a JPEG of skimage's astronaut.
+    usual frontalface_default at 1.1 / 5 they see a fifth of the false faces and take half the time.
+    Not safe to call from two threads at once (``Recognizer`` keeps one per thread).
     """
 
     scale_factor: float = 1.2
@@ -64,57 +99,113 @@ class HaarDetector:
     min_size: int = 30
     max_side: int = DETECT_MAX_SIDE
     cascade: str = HAAR_CASCADES[DEFAULT_CASCADE]
+    kind = "haar"
 
     def __post_init__(self) -> None:
         path = Path(cv2.data.haarcascades) / self.cascade
         self._classifier = cv2.CascadeClassifier(str(path))
         if self._classifier.empty():
-            raise RuntimeError(f"cannot load the Haar cascade {path}")
+            raise DetectorError(f"cannot load the Haar cascade {path}")
 
-    def detect(self, image: np.ndarray) -> list[Box]:
+    def detect_faces(self, image: np.ndarray) -> list[Detection]:
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         small, factor = _downscale(gray, self.max_side)
         min_side = max(12, int(round(self.min_size / factor)))
         found = self._classifier.detectMultiScale(small, scaleFactor=self.scale_factor,
                                                   minNeighbors=self.min_neighbors, minSize=(min_side, min_side))
-        return _scale_boxes([tuple(map(float, b)) for b in np.asarray(found).reshape(-1, 4)], factor)
+        return _largest_first([Detection(tuple(int(round(v * factor)) for v in b))
+                               for b in np.asarray(found, dtype=float).reshape(-1, 4)])
+
+
+_VERIFIED: dict[tuple[str, float, int], bool] = {}
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _verify_yunet_file(path: Path) -> None:
+    """The shipped YuNet file must hash to ``YUNET_SHA256`` (checked once per file version)."""
+    if not path.is_file():
+        raise DetectorError(f"YuNet model file not found: {path}")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime, stat.st_size)
+    with _VERIFIED_LOCK:
+        if key in _VERIFIED:
+            return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != YUNET_SHA256:
+        raise DetectorError(f"{path}: sha256 {digest[:16]}... is not the shipped YuNet model's "
+                            f"({YUNET_SHA256[:16]}...); the file is corrupt or was replaced")
+    with _VERIFIED_LOCK:
+        _VERIFIED[key] = True
 
 
 @dataclass
-class YuNetDetector:
-    """OpenCV's YuNet CNN detector (``cv2.FaceDetectorYN``), from a .onnx file the user gives.
+class YuNetDetector(_BoxesMixin):
+    """OpenCV's YuNet CNN face detector (``cv2.FaceDetectorYN``) with five landmarks per face.
 
-    More accurate than Haar on turned and small faces. Its model file is not shipped with any pip
-    package and Moodify never downloads one: pass the path of a file you have.
+    ``model_path``: None for the shipped file (sha256 checked), or a YuNet .onnx file of your own
+    (used as it is). ``score_threshold``: the lowest face score kept (lower finds more faces and
+    more false ones). ``min_size``: smallest face side in the original image's pixels.
+    ``max_side``: images larger than this are searched downscaled, which keeps a face that fills
+    a big photo inside the 10-300 px YuNet was trained on (pixels; 0 disables).
+
+    The defaults were chosen by measurement (``benchmarks/bench_detect.py``; the README has the
+    table). Not safe to call from two threads at once (``Recognizer`` keeps one per thread).
     """
 
-    model_path: str | os.PathLike
-    score_threshold: float = 0.7
+    model_path: str | os.PathLike | None = None
+    score_threshold: float = 0.6
+    nms_threshold: float = 0.3
     min_size: int = 30
     max_side: int = DETECT_MAX_SIDE
+    kind = "yunet"
 
     def __post_init__(self) -> None:
-        path = Path(self.model_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"YuNet model file not found: {path}")
-        self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.score_threshold)
+        if not 0.0 < self.score_threshold < 1.0:
+            raise DetectorError(f"the YuNet score threshold must be between 0 and 1, got {self.score_threshold}")
+        path = YUNET_FILE if self.model_path is None else Path(self.model_path)
+        if self.model_path is None:
+            _verify_yunet_file(path)
+        elif not path.is_file():
+            raise DetectorError(f"YuNet model file not found: {path}")
+        try:
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.score_threshold,
+                                                  self.nms_threshold, 5000)
+        except cv2.error as exc:
+            raise DetectorError(f"{path}: not a YuNet model OpenCV can load ({str(exc).strip().splitlines()[-1]})") from None
 
-    def detect(self, image: np.ndarray) -> list[Box]:
+    def detect_faces(self, image: np.ndarray) -> list[Detection]:
         bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
         small, factor = _downscale(bgr, self.max_side)
         self._net.setInputSize((small.shape[1], small.shape[0]))
         _, faces = self._net.detect(small)
-        boxes = [] if faces is None else [tuple(map(float, f[:4])) for f in faces]
-        boxes = [b for b in boxes if min(b[2], b[3]) * factor >= self.min_size]
-        return _scale_boxes(boxes, factor)
+        found = []
+        for f in () if faces is None else faces:
+            x, y, w, h = (float(v) * factor for v in f[:4])
+            if min(w, h) < self.min_size:
+                continue
+            points = tuple((float(f[4 + 2 * i]) * factor, float(f[5 + 2 * i]) * factor) for i in range(5))
+            found.append(Detection((int(round(x)), int(round(y)), int(round(w)), int(round(h))),
+                                   float(f[14]), points))
+        return _largest_first(found)
 
 
-def make_detector(kind: str = "haar", *, model_path: str | None = None, **options) -> Detector:
-    """A detector by name: ``haar`` (default) or ``yunet`` (needs ``model_path``)."""
-    if kind == "haar":
-        return HaarDetector(**options)
-    if kind == "yunet":
-        if not model_path:
-            raise ValueError("the yunet detector needs the path of its .onnx model file")
-        return YuNetDetector(model_path, **options)
-    raise ValueError(f"unknown detector {kind!r}: use haar or yunet")
+def find_faces(detector, image: np.ndarray) -> list[Detection]:
+    """``detector.detect_faces(image)``; a detector of your own with only ``detect(image) -> boxes``
+    works too (its faces get no score and no landmarks)."""
+    if hasattr(detector, "detect_faces"):
+        return detector.detect_faces(image)
+    return [Detection(tuple(int(round(v)) for v in box)) for box in detector.detect(image)]
+
+
+def make_detector(kind: str = DEFAULT_DETECTOR, **options) -> Detector:
+    """A detector by name: ``yunet`` (default) or ``haar``; ``options`` are its dataclass fields.
+
+    Options that belong to the other detector (e.g. ``min_neighbors`` for YuNet) are ignored, so
+    one set of command-line options can build either.
+    """
+    classes = {"yunet": YuNetDetector, "haar": HaarDetector}
+    if kind not in classes:
+        raise DetectorError(f"unknown detector {kind!r}: use one of {', '.join(DETECTORS)}")
+    cls = classes[kind]
+    fields = cls.__dataclass_fields__
+    return cls(**{k: v for k, v in options.items() if k in fields and v is not None})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ from .metrics import classification_report, reliability, softmax
 from .weights import EmotionModel, load_model
 
 
-DESCRIPTION = ("Score a model on a FER2013 split: accuracy, macro-F1, per-class precision and recall, "
-               "confusion matrix, and expected calibration error before and after temperature scaling.")
+DESCRIPTION = ("Score a model on a FER2013 split (accuracy, macro-F1, per-class precision and recall, confusion "
+               "matrix, expected calibration error before and after temperature scaling), or the whole pipeline "
+               "(detect, crop, classify) on labelled photos with --photos.")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -27,8 +29,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="registry name or checkpoint path (default: the shipped model)")
+    from .options import add_detector_arguments
+
     p.add_argument("--data", help="FER2013 data path (default: $MOODIFY_DATA)")
+    p.add_argument("--photos", default=None, metavar="PATH",
+                   help="labelled photos instead of FER2013: a CSV with path,label columns (paths relative to it) or "
+                        "a folder with one sub-folder per class; the whole pipeline runs on each photo")
+    p.add_argument("--where", action="append", default=None, metavar="COLUMN=VALUE[,VALUE]",
+                   help="with --photos CSV: keep rows whose COLUMN is one of the VALUEs (repeatable, all must hold)")
     p.add_argument("--labels", default="fer2013", choices=["fer2013", "ferplus"],
                    help="ground truth: FER2013 labels or the FER+ majority vote")
     p.add_argument("--split", default="PrivateTest", choices=SPLITS, help="which split to score")
@@ -39,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="folder for report.json, confusion.png, reliability.png")
     p.add_argument("--record", action="store_true",
                    help="store the metrics in the checkpoint file (shown by the app; changes its sha256)")
+    add_detector_arguments(p)
 
 
 def evaluate_model(model: EmotionModel, images: np.ndarray, labels: np.ndarray, *, tta: bool | None = None) -> dict:
@@ -55,20 +64,22 @@ def evaluate_model(model: EmotionModel, images: np.ndarray, labels: np.ndarray, 
     return report
 
 
-def plot_confusion(confusion: list[list[int]], path: Path, *, title: str) -> None:
+def plot_confusion(confusion: list[list[int]], path: Path, *, title: str, columns: list[str] | None = None) -> None:
+    """Rows: true class; columns: predicted (``columns`` may add e.g. "no face" after the 7 classes)."""
     from matplotlib.figure import Figure  # no pyplot: no global backend switch, safe in notebooks
 
+    columns = list(columns or EMOTIONS)
     cm = np.array(confusion, dtype=float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig = Figure(figsize=(6.4, 5.6))
+    fig = Figure(figsize=(6.4 + 0.7 * (len(columns) - len(EMOTIONS)), 5.6))
     ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     for i in range(len(EMOTIONS)):
-        for j in range(len(EMOTIONS)):
+        for j in range(len(columns)):
             ax.text(j, i, f"{int(cm[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, label="share of true class")
@@ -114,7 +125,9 @@ def format_report(report: dict, *, header: str) -> str:
 
 
 def main(args: argparse.Namespace) -> dict:
-    model = load_model(args.model)
+    if args.photos:
+        return evaluate_photos_main(args)
+    model = load_model(args.model)  # FER2013 scoring needs logits: the torch model
     split = load_dataset(args.data, labels=args.labels)[args.split]
     report = evaluate_model(model, split.images, split.labels, tta=args.tta)
     print(format_report(report, header=f"{model.name} on {args.split} ({args.labels} labels)"))
@@ -138,3 +151,28 @@ def record_metrics(name_or_path: str | None, split: str, report: dict) -> None:
     metrics = {k: report[k] for k in keep} | {"recall": {k: v["recall"] for k, v in report["per_class"].items()}}
     path = rewrite_checkpoint(name_or_path, lambda ckpt: ckpt.setdefault("metrics", {}).update({split: metrics}))
     print(f"recorded {split} metrics in {path} (new sha256: update the registry if it is a shipped model)")
+
+
+def evaluate_photos_main(args: argparse.Namespace) -> dict:
+    """``moodify evaluate --photos``: the whole pipeline on labelled photos, printed and written."""
+    from .options import build_recognizer
+    from .photos import format_photo_report, load_photos, photo_report, run_photos
+
+    if args.record:
+        raise ValueError("--record stores FER2013 split metrics; it does not apply to --photos")
+    photos = load_photos(args.photos, where=args.where)
+    recognizer = build_recognizer(args)
+    outcomes, seconds = run_photos(recognizer, photos, progress=sys.stderr.isatty(), total=len(photos))
+    report = photo_report(outcomes, seconds=seconds)
+    report.update(model=recognizer.model.name, detector=recognizer.detector.kind, photos=str(args.photos),
+                  where=args.where or [])
+    print(format_photo_report(report, header=f"{recognizer.model.name} + {recognizer.detector.kind} detector on "
+                                             f"{args.photos}" + (f" ({' '.join(args.where)})" if args.where else "")))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=1))
+        plot_confusion(report["confusion"], out / "confusion.png", title=f"{recognizer.model.name}: {Path(args.photos).name}",
+                       columns=report["confusion_columns"])
+        print(f"wrote {out / 'report.json'}, {out / 'confusion.png'}")
+    return report

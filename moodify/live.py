@@ -271,7 +271,7 @@ class LiveSession:
 # --------------------------------------------------------------------------- command line
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_detector_arguments
+    from .options import add_detector_arguments
 
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, default=0, help="webcam index")
@@ -307,7 +307,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .cli import build_recognizer
+    from .options import build_recognizer
 
     recognizer = build_recognizer(args)
     try:

@@ -12,7 +12,7 @@ Two steps, both described by values stored in every checkpoint:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
@@ -23,48 +23,106 @@ FACE_SIZE = 48  # pixels
 
 @dataclass(frozen=True)
 class Framing:
-    """A crop square around a detector box (x, y, w, h).
+    """Where the network's square crop sits on a detected face.
 
-    The square's side is ``scale * w`` and its centre is the box centre moved by
-    ``(shift_x * w, shift_y * w)``: a positive ``shift_y`` moves the crop down.
+    ``anchor="box"``: the reference length is the detector box's width and the anchor point is
+    the box centre. ``anchor="eyes"``: the reference length is the distance from the eyes'
+    midpoint to the mouth's (it shrinks far less than the eye distance when a face turns) and the
+    anchor point is the eyes' midpoint; this needs the detector's landmarks.
+    The square's side is ``scale`` reference lengths; its centre is the anchor moved by
+    ``(shift_x, shift_y)`` reference lengths (positive ``shift_y``: towards the chin).
+    ``rotate``: turn the crop so the eyes are level (needs landmarks).
     """
 
     scale: float = 1.0
     shift_x: float = 0.0
     shift_y: float = 0.0
+    anchor: str = "box"
+    rotate: bool = False
+
+    def __post_init__(self) -> None:
+        if self.anchor not in ("box", "eyes"):
+            raise ValueError(f"framing anchor must be 'box' or 'eyes', got {self.anchor!r}")
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"framing scale must be a positive number, got {self.scale}")
+
+    @property
+    def needs_landmarks(self) -> bool:
+        return self.anchor == "eyes" or self.rotate
+
+    def placement(self, box, landmarks=None) -> tuple[float, float, float, float]:
+        """(centre x, centre y, side, angle in radians) of the crop square for one face."""
+        x, y, w, h = (float(v) for v in box)
+        angle = 0.0
+        if self.needs_landmarks:
+            if landmarks is None:
+                raise ValueError("this framing needs the detector's landmarks")
+            pts = np.asarray(landmarks, dtype=np.float64)
+            right_eye, left_eye = pts[0], pts[1]
+            if self.rotate:
+                angle = float(np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]))
+        # The face's own axes: across (eye line) and down (towards the chin).
+        across = np.array([np.cos(angle), np.sin(angle)])
+        down = np.array([-np.sin(angle), np.cos(angle)])
+        if self.anchor == "eyes":
+            eyes, mouth = (pts[0] + pts[1]) / 2, (pts[3] + pts[4]) / 2
+            ref = max(float(np.hypot(*(mouth - eyes))), 1.0)
+            anchor = eyes
+        else:
+            ref, anchor = w, np.array([x + w / 2, y + h / 2])
+        centre = anchor + ref * (self.shift_x * across + self.shift_y * down)
+        return float(centre[0]), float(centre[1]), self.scale * ref, angle
 
     def square(self, box: tuple[float, float, float, float]) -> tuple[float, float, float]:
-        """(centre x, centre y, side) of the crop square for a detector box."""
-        x, y, w, h = box
-        side = self.scale * w
-        return x + w / 2 + self.shift_x * w, y + h / 2 + self.shift_y * w, side
+        """(centre x, centre y, side) of the crop square for a detector box (box framings only)."""
+        cx, cy, side, _ = self.placement(box)
+        return cx, cy, side
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 # Measured with `python -m moodify.framing --data ../shared/data` (moodify/framing.py): on 1,620
 # of 3,000 upscaled FER2013 training faces the Haar detector (its default settings) found a face;
 # its median box is 41.0 px wide at (3.75, 3.5) inside the 48 px frame, so FER2013 shows ~17%
-# more than a Haar box, centred. (The settings move this by a pixel or so: OpenCV's
-# frontalface_default at 1.1 / 5 neighbours gave 40.25 px, 1.193.)
-# Each checkpoint stores the framing its training data had; this is the FER2013 one.
+# more than a Haar box, centred. Real photos are framed by measurement on labelled photos
+# instead (``python -m moodify.framing --photos``), per detector, and stored in each checkpoint;
+# this is the fallback for a checkpoint that has none.
 FER2013_FRAMING = Framing(scale=1.171, shift_x=-0.006, shift_y=0.0)
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Everything that turns a face into network input; saved in the checkpoint."""
+    """Everything that turns a face into network input; saved in the checkpoint.
+
+    ``framings``: one ``Framing`` per detector kind ("yunet", "haar"), because a YuNet box and a
+    Haar box sit differently on a face; ``"<kind>:box"`` is the box-only framing used when a face
+    comes without landmarks (a box given by hand, or one a video tracker carried).
+    """
 
     input_size: int = FACE_SIZE
     mean: float = 0.5  # of pixel/255 over the training set
     std: float = 0.25
-    framing: Framing = FER2013_FRAMING
+    framing: Framing = FER2013_FRAMING  # the training data's own framing (a Haar box on FER2013)
+    framings: dict = field(default_factory=dict)
+
+    def framing_for(self, kind: str | None, *, landmarks: bool = True) -> Framing:
+        """The framing for faces from detector ``kind``; with ``landmarks=False`` one that needs none."""
+        for key in ((kind,) if landmarks else ()) + (f"{kind}:box", kind):
+            framing = self.framings.get(key)
+            if framing is not None and (landmarks or not framing.needs_landmarks):
+                return framing
+        return self.framings.get("haar", self.framing)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"input_size": self.input_size, "mean": self.mean, "std": self.std,
+                "framing": self.framing.to_dict(), "framings": {k: f.to_dict() for k, f in self.framings.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
         return cls(input_size=int(d["input_size"]), mean=float(d["mean"]), std=float(d["std"]),
-                   framing=Framing(**d["framing"]))
+                   framing=Framing(**d["framing"]),
+                   framings={k: Framing(**f) for k, f in (d.get("framings") or {}).items()})
 
 
 def normalize(faces: np.ndarray | torch.Tensor, prep: Preprocessing) -> torch.Tensor:
@@ -75,38 +133,56 @@ def normalize(faces: np.ndarray | torch.Tensor, prep: Preprocessing) -> torch.Te
     return (t.float() / 255.0 - prep.mean) / prep.std
 
 
-def crop_face(gray: np.ndarray, box: tuple[float, float, float, float], framing: Framing,
-              *, size: int = FACE_SIZE) -> np.ndarray:
-    """Cut the face at ``box`` out of a grayscale uint8 image, framed like FER2013, as size x size.
+def crop_face(gray: np.ndarray, box, framing: Framing, *, size: int = FACE_SIZE, landmarks=None) -> np.ndarray:
+    """Cut one face out of a grayscale uint8 image as ``size`` x ``size``, placed as ``framing`` says.
 
-    Parts of the square that fall outside the image are filled by replicating the border, the
-    way a face at the edge of a photo still yields a whole crop. Area interpolation when
-    shrinking keeps a large face from aliasing.
+    The one crop every path uses (API, batch, video, live, app, evaluation). Parts of the square
+    outside the image are filled by replicating the border, so a face at the edge of a photo
+    still yields a whole crop. Shrinking is antialiased: the region is first reduced by area
+    (``INTER_AREA``, a whole factor) so a big face averages its pixels rather than sampling
+    them, and only the remaining factor below 2 is left to the bilinear warp.
     """
-    cx, cy, side = framing.square(box)
-    scale = size / side
-    # Affine map taking the square's top-left corner to (0, 0) and its side to `size` pixels.
-    matrix = np.array([[scale, 0, size / 2 - cx * scale], [0, scale, size / 2 - cy * scale]], dtype=np.float64)
-    if scale < 1:
-        # Shrink by area first so a big face averages its pixels rather than sampling them.
-        x0, y0 = int(max(cx - side / 2, 0)), int(max(cy - side / 2, 0))
-        x1 = int(min(cx + side / 2 + 1, gray.shape[1]))
-        y1 = int(min(cy + side / 2 + 1, gray.shape[0]))
+    cx, cy, side, angle = framing.placement(box, landmarks)
+    scale = size / max(side, 1e-6)
+    cos, sin = np.cos(angle), np.sin(angle)
+    # Affine map from image pixels to crop pixels: centre to the origin, turn by -angle, scale,
+    # then to the crop's centre.
+    matrix = np.array([[scale * cos, scale * sin, 0.0], [-scale * sin, scale * cos, 0.0], [0.0, 0.0, 1.0]])
+    matrix[:2, 2] = np.array([size / 2, size / 2]) - matrix[:2, :2] @ np.array([cx, cy])
+    factor = int(1 / scale) if scale < 1 else 1
+    if factor > 1:
+        # Only the region the (possibly turned) square covers is shrunk.
+        half = side / 2 * (abs(cos) + abs(sin)) + factor
+        x0, y0 = int(max(cx - half, 0)), int(max(cy - half, 0))
+        x1, y1 = int(min(cx + half + 1, gray.shape[1])), int(min(cy + half + 1, gray.shape[0]))
         region = gray[y0:y1, x0:x1]
         if region.size:
-            factor = max(1, int(1 / scale))
             small = cv2.resize(region, (max(1, region.shape[1] // factor), max(1, region.shape[0] // factor)),
                                interpolation=cv2.INTER_AREA)
             fx, fy = region.shape[1] / small.shape[1], region.shape[0] / small.shape[0]
             matrix = matrix @ np.array([[fx, 0, x0], [0, fy, y0], [0, 0, 1]], dtype=np.float64)
             gray = small
-    return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(gray, matrix[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def crop_faces(gray: np.ndarray, boxes, prep: Preprocessing) -> np.ndarray:
-    """``crop_face`` for every box: the network inputs (N, size, size) uint8, framed as ``prep`` says."""
+def resize_face(face: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
+    """A pre-cropped grayscale face as ``size`` x ``size``: area interpolation shrinking, bilinear
+    enlarging, as ``moodify.data`` prepares FER2013 faces for training."""
+    h, w = face.shape[:2]
+    if (h, w) == (size, size):
+        return face
+    return cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA if max(h, w) > size else cv2.INTER_LINEAR)
+
+
+def crop_faces(gray: np.ndarray, faces, prep: Preprocessing, *, kind: str | None = None) -> np.ndarray:
+    """The network inputs (N, size, size) uint8 for ``faces`` (``Detection``s or plain boxes).
+
+    ``kind``: the detector that found them, which picks the framing stored for it in ``prep``.
+    """
     size = prep.input_size
-    out = np.zeros((len(boxes), size, size), dtype=np.uint8)
-    for i, box in enumerate(boxes):
-        out[i] = crop_face(gray, box, prep.framing, size=size)
+    out = np.zeros((len(faces), size, size), dtype=np.uint8)
+    for i, face in enumerate(faces):
+        box, landmarks = (face.box, face.landmarks) if hasattr(face, "box") else (face, None)
+        framing = prep.framing_for(kind, landmarks=landmarks is not None)
+        out[i] = crop_face(gray, box, framing, size=size, landmarks=landmarks)
     return out

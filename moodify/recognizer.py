@@ -1,18 +1,20 @@
-"""The recognition pipeline shared by the CLI, the web app and the Python API.
+"""The recognition pipeline shared by the CLI, batch workers, video, live, the web app and the API.
 
-image -> BGR uint8 -> detector boxes -> FER2013-framed 48x48 grayscale crops -> one batched
-``predict`` -> one ``Face`` per box.
+image -> BGR uint8 -> detections (box + landmarks) -> 48x48 grayscale crops framed as the model's
+checkpoint says for that detector -> one batched ``predict`` -> one ``Face`` per detection.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from .detect import Box, Detector, HaarDetector
+from .detect import LANDMARKS, Box, Detection, Detector, find_faces, make_detector
 from .images import load_image
 from .labels import EMOTIONS
 from .preprocess import crop_faces
@@ -26,6 +28,9 @@ class Face:
     box: Box
     probabilities: dict[str, float]
     crop: np.ndarray | None = field(default=None, repr=False)  # the 48x48 grayscale network input
+    # Five (x, y) points in the original image's pixels, in moodify.detect.LANDMARKS order
+    # (right eye, left eye, nose, right and left mouth corner); None where the detector gives none (Haar).
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     @property
     def emotion(self) -> str:
@@ -37,22 +42,39 @@ class Face:
 
     def to_dict(self) -> dict:
         x, y, w, h = self.box
-        return {"box": {"x": x, "y": y, "w": w, "h": h}, "emotion": self.emotion,
-                "confidence": round(self.confidence, 6),
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+        out = {"box": {"x": x, "y": y, "w": w, "h": h}, "emotion": self.emotion,
+               "confidence": round(self.confidence, 6),
+               "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+        if self.landmarks is not None:
+            out["landmarks"] = {name: [round(px, 1), round(py, 1)] for name, (px, py) in zip(LANDMARKS, self.landmarks)}
+        return out
 
 
 class Recognizer:
     """Finds faces in an image and gives each one calibrated probabilities for the 7 emotions.
 
     ``model``: an ``EmotionModel``, a registry name or a checkpoint path (default: the shipped
-    model). ``detector``: anything with ``detect(image) -> boxes`` (default: Haar).
+    model). ``detector``: a ``moodify.YuNetDetector`` (the default) or ``HaarDetector``, or anything
+    with ``detect(image) -> boxes``; its ``kind`` picks the crop framing stored with the model.
+
+    Safe to share between threads: OpenCV's detectors are not, so each thread that calls
+    ``analyze`` gets its own copy of the detector (the network's inference is thread-safe).
     """
 
     def __init__(self, model: EmotionModel | str | os.PathLike | None = None, detector: Detector | None = None):
         # Any object with predict() and preprocessing works (e.g. the onnxruntime backend's model).
         self.model = load_model(model) if model is None or isinstance(model, (str, os.PathLike)) else model
-        self.detector = detector if detector is not None else HaarDetector()
+        self.detector = detector if detector is not None else make_detector()
+        self._local = threading.local()
+        self._owner = threading.get_ident()
+
+    def _thread_detector(self) -> Detector:
+        if threading.get_ident() == self._owner:
+            return self.detector
+        local = getattr(self._local, "detector", None)
+        if local is None or self._local.source is not self.detector:
+            self._local.detector, self._local.source = _copy_detector(self.detector), self.detector
+        return self._local.detector
 
     def analyze(self, image) -> list[Face]:
         """Faces in ``image`` (a path, bytes, PIL image, or BGR/grayscale numpy array), largest first.
@@ -60,18 +82,39 @@ class Recognizer:
         Raises ``moodify.ImageError`` for input that is not a readable image.
         """
         bgr = load_image(image)
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        return self.analyze_gray(gray)
+        return self.analyze_bgr(bgr)
+
+    def analyze_bgr(self, bgr: np.ndarray) -> list[Face]:
+        """Like ``analyze`` on an already-decoded BGR (or grayscale) uint8 image."""
+        gray = bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        detections = self.detect(bgr)
+        return self.classify(gray, detections)
 
     def analyze_gray(self, gray: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
-        """Like ``analyze`` on an already-decoded grayscale uint8 image; ``boxes`` skips detection."""
-        if boxes is None:
-            boxes = self.detector.detect(gray)
-        crops = self.crops(gray, boxes)
-        probs = self.model.predict(crops) if len(boxes) else np.zeros((0, len(EMOTIONS)))
-        return [Face(tuple(int(v) for v in box), dict(zip(EMOTIONS, map(float, p))), crop)
-                for box, p, crop in zip(boxes, probs, crops)]
+        """Like ``analyze`` on a grayscale uint8 image; ``boxes`` skips detection (faces get no landmarks)."""
+        detections = self.detect(gray) if boxes is None else [Detection(tuple(int(v) for v in b)) for b in boxes]
+        return self.classify(gray, detections)
 
-    def crops(self, gray: np.ndarray, boxes: list[Box]) -> np.ndarray:
-        """The network inputs (N, 48, 48) uint8 for ``boxes``, framed as the model's training data."""
-        return crop_faces(gray, boxes, self.model.preprocessing)
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """The detector's faces in a BGR or grayscale uint8 image, largest first."""
+        return find_faces(self._thread_detector(), image)
+
+    def crops(self, gray: np.ndarray, faces) -> np.ndarray:
+        """The network inputs (N, 48, 48) uint8 for ``faces`` (detections or boxes), framed for this detector."""
+        return crop_faces(gray, faces, self.model.preprocessing, kind=getattr(self.detector, "kind", None))
+
+    def classify(self, gray: np.ndarray, detections: list[Detection]) -> list[Face]:
+        """Crop and classify ``detections`` of ``gray`` in one batched ``predict``: one ``Face`` each."""
+        crops = self.crops(gray, detections)
+        probs = self.model.predict(crops) if len(detections) else np.zeros((0, len(EMOTIONS)))
+        return [Face(tuple(int(v) for v in d.box), dict(zip(EMOTIONS, map(float, p))), crop, d.landmarks)
+                for d, p, crop in zip(detections, probs, crops)]
+
+
+def _copy_detector(detector: Detector) -> Detector:
+    """A detector with the same settings and its own OpenCV object (dataclasses rebuild it)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(detector):
+        return dataclasses.replace(detector)
+    return copy.deepcopy(detector)

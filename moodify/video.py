@@ -40,7 +40,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from .detect import DETECT_MAX_SIDE
+from .detect import DETECT_MAX_SIDE, Detection, find_faces
 from .draw import annotate_tracks
 from .labels import EMOTIONS
 from .recognizer import Face
@@ -116,6 +116,7 @@ class FrameAnalyzer:
         self.smoother = ProbabilitySmoother(smoothing)
         self.frames = 0
         self._t0: float | None = None
+        self._landmarks: dict[int, tuple] = {}  # track id -> (box when measured, landmarks)
 
     @classmethod
     def live(cls, recognizer, **options) -> "FrameAnalyzer":
@@ -128,6 +129,7 @@ class FrameAnalyzer:
         self.smoother.reset()
         self.frames = 0
         self._t0 = None
+        self._landmarks = {}
 
     def process(self, image: np.ndarray, *, time_s: float | None = None) -> FrameResult:
         """Analyse one BGR (or grayscale) uint8 frame; ``time_s`` defaults to the wall clock since
@@ -138,23 +140,45 @@ class FrameAnalyzer:
             time_s = now - self._t0
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         detect = self.frames % self.detect_every == 0
-        tracks = self.tracker.update(self.detector.detect(gray) if detect else None)
+        found = find_faces(self.detector, image) if detect else None
+        tracks = self.tracker.update(None if found is None else [d.box for d in found])
         self.smoother.keep_only(t.id for t in self.tracker.tracks)
+        if found is not None:
+            self._remember_landmarks(tracks, found)
         h, w = gray.shape
         # A carried box whose centre has left the picture is not a face on this frame any more.
         tracks = [t for t in tracks if 0 <= t.box[0] + t.box[2] / 2 < w and 0 <= t.box[1] + t.box[3] / 2 < h]
         faces: list[TrackedFace] = []
         if tracks:
-            boxes = [t.int_box for t in tracks]
-            crops = self.recognizer.crops(gray, boxes)
+            detections = [Detection(t.int_box, landmarks=self._carried_landmarks(t)) for t in tracks]
+            crops = self.recognizer.crops(gray, detections)
             probs = self.recognizer.model.predict(crops)  # all faces of the frame in one pass
-            for t, box, p, crop in zip(tracks, boxes, probs, crops):
+            for t, d, p, crop in zip(tracks, detections, probs, crops):
                 smoothed = self.smoother.update(t.id, p)
-                faces.append(TrackedFace(box, dict(zip(EMOTIONS, map(float, smoothed))), crop, track_id=t.id,
-                                         raw_probabilities=dict(zip(EMOTIONS, map(float, p)))))
+                faces.append(TrackedFace(d.box, dict(zip(EMOTIONS, map(float, smoothed))), crop, d.landmarks,
+                                         track_id=t.id, raw_probabilities=dict(zip(EMOTIONS, map(float, p)))))
         result = FrameResult(self.frames, float(time_s), faces, detect)
         self.frames += 1
         return result
+
+
+    def _remember_landmarks(self, tracks, found) -> None:
+        """Each track's landmarks from the detection it was matched to on this frame."""
+        by_box = {tuple(map(float, d.box)): d.landmarks for d in found}
+        alive = {t.id for t in self.tracker.tracks}
+        self._landmarks = {k: v for k, v in self._landmarks.items() if k in alive}
+        for t in tracks:
+            if t.last_frame == self.tracker.frame and t.last_seen in by_box:
+                self._landmarks[t.id] = (t.last_seen, by_box[t.last_seen])
+
+    def _carried_landmarks(self, track):
+        """The track's last landmarks, moved with its box since they were measured (None if it has none)."""
+        seen = self._landmarks.get(track.id)
+        if seen is None or seen[1] is None:
+            return None
+        (x0, y0, _, _), points = seen
+        dx, dy = track.box[0] - x0, track.box[1] - y0
+        return tuple((px + dx, py + dy) for px, py in points)
 
 
 def _detector_at(detector, side: int):
@@ -549,7 +573,7 @@ def analyze_video(source, **options) -> VideoAnalysis:
 # --------------------------------------------------------------------------- command line
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_detector_arguments
+    from .options import add_detector_arguments
 
     p.add_argument("input", help="video file (MP4, MKV, AVI, MOV, WebM, ...) or stream URL")
     p.add_argument("-o", "--output", default=None, help="write the annotated video here (.mp4)")
@@ -617,7 +641,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .cli import build_recognizer
+    from .options import build_recognizer
 
     recognizer = build_recognizer(args)
     try:

@@ -98,7 +98,10 @@ def test_every_input_gets_exactly_one_outcome(photos, tmp_path):
         (row,) = names[name]
         assert (row["face"], row["faces"], row["error"]) == ("0", "1", "")
     x, y, w, h = (int(names["astronaut.jpg"][0][k]) for k in "xywh")
-    assert abs(x - 177) < 15 and abs(y - 66) < 15 and abs(w - 95) < 15 and abs(h - 95) < 15
+    # YuNet's box on the astronaut's face (taller than wide: forehead to chin), and its landmarks.
+    assert abs(x - 178) < 15 and abs(y - 63) < 15 and abs(w - 90) < 15 and abs(h - 113) < 15
+    eye_x, eye_y = (float(names["astronaut.jpg"][0][k]) for k in ("right_eye_x", "right_eye_y"))
+    assert x < eye_x < x + w / 2 and y < eye_y < y + h / 2
     two = names["sub/two astronauts.png"]
     assert [(r["face"], r["faces"]) for r in two] == [("0", "2"), ("1", "2")]
     assert {int(r["x"]) < 512 for r in two} == {True, False}  # one face in each half

@@ -27,8 +27,13 @@ def test_classify_json(astronaut_jpg, capsys):
     result = json.loads(capsys.readouterr().out)
     face = result[0]["faces"][0]
     assert result[0]["path"] == str(astronaut_jpg)
-    assert set(face) == {"box", "emotion", "confidence", "probabilities"}
+    assert set(face) == {"box", "emotion", "confidence", "probabilities", "landmarks"}
     assert set(face["box"]) == {"x", "y", "w", "h"}
+    # YuNet's five points, in the photo's pixels, inside the face box.
+    box = face["box"]
+    assert list(face["landmarks"]) == ["right_eye", "left_eye", "nose", "mouth_right", "mouth_left"]
+    for x, y in face["landmarks"].values():
+        assert box["x"] <= x <= box["x"] + box["w"] and box["y"] <= y <= box["y"] + box["h"]
     assert abs(sum(face["probabilities"].values()) - 1) < 1e-4
     assert face["emotion"] == max(face["probabilities"], key=face["probabilities"].get)
 
@@ -90,10 +95,10 @@ def test_onnx_backend_gives_the_torch_probabilities(astronaut_jpg, capsys, tmp_p
         assert abs(results["onnx"]["probabilities"][label] - p) < 1e-4
 
 
-def test_default_detector_sees_fewer_faces_in_coins_than_opencvs_usual_settings(tmp_path, capsys):
+def test_default_detectors_see_fewer_faces_in_coins_than_opencvs_usual_settings(tmp_path, capsys):
     # scikit-image's coins: OpenCV's usual frontalface_default at step 1.1 / 5 neighbours sees six
-    # faces in them; Moodify's defaults (alt2, 1.2 / 3) see at most two
-    # (benchmarks/bench_detect.py measures this on 300 face-free pictures).
+    # faces in them; Moodify's Haar settings (alt2, 1.2 / 3) see at most two, and YuNet, the
+    # default detector, none (benchmarks/bench_detect.py measures this on 300 face-free pictures).
     skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test picture: pip install scikit-image")
     coins = tmp_path / "coins.png"
     Image.fromarray(skdata.coins()).save(coins)
@@ -102,6 +107,8 @@ def test_default_detector_sees_fewer_faces_in_coins_than_opencvs_usual_settings(
         assert cli.main(["classify", "--json", *options, str(coins)]) == 0
         return len(json.loads(capsys.readouterr().out)[0]["faces"])
 
-    usual = faces("--cascade", "frontalface_default", "--scale-factor", "1.1", "--min-neighbors", "5")
+    usual = faces("--detector", "haar", "--cascade", "frontalface_default", "--scale-factor", "1.1",
+                  "--min-neighbors", "5")
     assert usual >= 4
-    assert faces() <= 2 < usual
+    assert faces("--detector", "haar") <= 2 < usual
+    assert faces() == 0

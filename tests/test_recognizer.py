@@ -124,11 +124,20 @@ def test_missing_file_and_wrong_arrays_raise_image_error(recognizer, tmp_path):
         recognizer.analyze(12345)
 
 
-def test_crop_uses_the_framing_stored_with_the_model(recognizer, astronaut_bgr):
+def test_crop_uses_the_framing_stored_with_the_model_for_its_detector(recognizer, astronaut_bgr):
     gray = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
-    assert recognizer.model.preprocessing.framing == FER2013_FRAMING
+    prep = recognizer.model.preprocessing
+    assert recognizer.detector.kind == "yunet"
+    yunet, haar = prep.framing_for("yunet"), prep.framing_for("haar")
+    assert yunet.anchor == "eyes" and yunet.rotate  # measured on labelled photos (models/MODEL_CARD.md)
+    assert yunet != haar and haar != FER2013_FRAMING
     face = recognizer.analyze(astronaut_bgr)[0]
-    assert np.array_equal(face.crop, crop_face(gray, face.box, FER2013_FRAMING))
+    assert np.array_equal(face.crop, crop_face(gray, face.box, yunet, landmarks=face.landmarks))
+    # Haar boxes get the framing measured for Haar boxes.
+    haar_recognizer = moodify.Recognizer(model=recognizer.model, detector=moodify.HaarDetector())
+    haar_face = haar_recognizer.analyze(astronaut_bgr)[0]
+    assert haar_face.landmarks is None
+    assert np.array_equal(haar_face.crop, crop_face(gray, haar_face.box, haar))
 
 
 def test_label_order_and_checksum_are_checked_on_load(tmp_path):

@@ -1,0 +1,124 @@
+"""``moodify evaluate --photos``: the whole pipeline scored on labelled photos, and every path crops alike."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import moodify
+from moodify.cli import main as cli
+from moodify.labels import EMOTIONS
+from moodify.photos import load_photos
+
+KDEF = Path(os.environ.get("MOODIFY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "kdef"
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, astronaut_bgr) -> Path:
+    """A folder per class: two real smiling faces, a cat (no face), an unreadable file."""
+    skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test pictures: pip install scikit-image")
+    root = tmp_path_factory.mktemp("labelled")
+    for name in ("happy", "neutral", "sad"):
+        (root / name).mkdir()
+    cv2.imwrite(str(root / "happy" / "astronaut.jpg"), astronaut_bgr)
+    cv2.imwrite(str(root / "happy" / "astronaut-mirrored.png"), astronaut_bgr[:, ::-1])
+    cv2.imwrite(str(root / "neutral" / "cat.jpg"), cv2.cvtColor(skdata.chelsea(), cv2.COLOR_RGB2BGR))
+    (root / "sad" / "notes.jpg").write_text("not an image")
+    return root
+
+
+def test_evaluate_photos_counts_faces_misses_and_unreadable_files(labelled, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert cli(["evaluate", "--photos", str(labelled), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["n"] == 4
+    assert report["no_face"] == ["neutral/cat.jpg"]
+    assert list(report["unreadable"]) == ["sad/notes.jpg"]
+    # Both astronauts are happy; the cat and the text file count as wrong: 2 of 4.
+    assert report["accuracy"] == pytest.approx(0.5)
+    assert report["per_class"]["happy"]["recall"] == 1.0 and report["per_class"]["happy"]["support"] == 2
+    assert report["per_class"]["neutral"]["recall"] == 0.0
+    confusion = np.array(report["confusion"])
+    assert confusion.shape == (7, 8) and report["confusion_columns"][-1] == "no face"
+    assert confusion[EMOTIONS.index("happy"), EMOTIONS.index("happy")] == 2
+    assert confusion[EMOTIONS.index("neutral"), 7] == 1 and confusion[EMOTIONS.index("sad"), 7] == 1
+    assert report["ms_per_photo"] > 0 and report["detector"] == "yunet"
+    assert (out / "confusion.png").stat().st_size > 1000
+    assert "accuracy 50.00%" in printed and "no face: neutral/cat.jpg" in printed and "notes.jpg" in printed
+
+
+def test_evaluate_photos_from_a_csv_with_where(labelled, tmp_path, capsys):
+    csv_path = labelled / "labels.csv"
+    csv_path.write_text("path,label,angle\nhappy/astronaut.jpg,happy,S\nhappy/astronaut-mirrored.png,happy,HL\n"
+                        "neutral/cat.jpg,neutral,S\n")
+    assert cli(["evaluate", "--photos", str(csv_path), "--where", "angle=S", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["n"] == 2 and report["no_face"] == ["neutral/cat.jpg"] and report["accuracy"] == 0.5
+    assert [p.name for p in load_photos(csv_path, where=["angle=S,HL"])] == [
+        "happy/astronaut.jpg", "happy/astronaut-mirrored.png", "neutral/cat.jpg"]
+    capsys.readouterr()
+    # Mistakes in the command get one line, not a traceback.
+    assert cli(["evaluate", "--photos", str(csv_path), "--where", "pose=S"]) == 2
+    assert "no column pose" in capsys.readouterr().err
+    assert cli(["evaluate", "--photos", str(tmp_path / "missing.csv")]) == 2
+    assert "no such labelled-photo" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,emotion\nx.jpg,happy\n")
+    assert cli(["evaluate", "--photos", str(bad)]) == 2
+    assert "needs the columns path and label" in capsys.readouterr().err
+
+
+def test_api_batch_video_and_evaluation_crop_a_face_identically(astronaut_jpg, model, tmp_path):
+    """The one detect-and-crop pipeline: every path hands the network the same 48x48 pixels."""
+    from moodify import batch
+    from moodify.images import load_image
+    from moodify.photos import LabelledPhoto, run_photos
+    from moodify.video import FrameAnalyzer
+
+    recognizer = moodify.Recognizer(model=model)
+    (api,) = recognizer.analyze(str(astronaut_jpg))
+    # batch worker (decode, detect, crop in its own process state)
+    batch._init_worker({"kind": "yunet"}, model.preprocessing, False, False)
+    item = batch._analyze(str(astronaut_jpg))
+    assert item.boxes == [api.box] and item.landmarks == [api.landmarks]
+    assert np.array_equal(item.crops[0], api.crop)
+    # video / live: one frame through the per-frame core (detector on that frame)
+    (tracked,) = FrameAnalyzer(recognizer, detect_every=1, smoothing=0).process(load_image(str(astronaut_jpg))).faces
+    assert tracked.box == api.box and np.array_equal(tracked.crop, api.crop)
+    # evaluate --photos (and the web app, which calls Recognizer.analyze on the decoded upload)
+    (outcome,), _ = run_photos(recognizer, [LabelledPhoto(str(astronaut_jpg), 3, "astronaut.jpg")])
+    assert np.allclose(outcome.probabilities, [api.probabilities[e] for e in EMOTIONS])
+
+
+def test_a_face_carried_by_the_video_tracker_keeps_its_landmark_framing(astronaut_bgr, model):
+    from moodify.video import FrameAnalyzer
+
+    recognizer = moodify.Recognizer(model=model)
+    analyzer = FrameAnalyzer(recognizer, detect_every=2, smoothing=0)
+    detected = analyzer.process(astronaut_bgr).faces[0]
+    carried = analyzer.process(astronaut_bgr).faces[0]  # not detected: the tracker carried it
+    assert carried.landmarks == detected.landmarks and np.array_equal(carried.crop, detected.crop)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_shipped_defaults_reach_the_real_photo_targets_on_kdef_val():
+    """KDEF's held-out subjects, through ``moodify.Recognizer()`` as a user would run it."""
+    if not (KDEF / "meta.csv").exists():
+        pytest.skip(f"KDEF not found at {KDEF} (set MOODIFY_DATA to the folder holding kdef/)")
+    from moodify.photos import photo_report, run_photos
+
+    recognizer = moodify.Recognizer()
+    straight, _ = run_photos(recognizer, load_photos(KDEF / "meta.csv", where=["split=val", "angle=S"]))
+    half, _ = run_photos(recognizer, load_photos(KDEF / "meta.csv", where=["split=val", "angle=HL,HR"]))
+    straight, half = photo_report(straight), photo_report(half)
+    assert straight["n"] == 280 and half["n"] == 560
+    assert straight["accuracy"] >= 0.80, straight["accuracy"]
+    assert half["accuracy"] >= 0.58, half["accuracy"]
+    assert not straight["no_face"] and len(half["no_face"]) <= 5
