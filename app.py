@@ -266,7 +266,8 @@ def live_mode(settings: dict) -> None:
         # safe to share with other sessions' uploads.
         detector = moodify.make_detector(**dict(detector_key(settings)))
         recognizer = moodify.Recognizer(model=current_model(), detector=detector)
-        st.session_state["live_analyzer"] = FrameAnalyzer(recognizer, smoothing=settings["smoothing"])
+        # The webcam settings moodify live uses (detector on every 3rd frame, at 320 px), not video's.
+        st.session_state["live_analyzer"] = FrameAnalyzer.live(recognizer, smoothing=settings["smoothing"])
         st.session_state["live_key"] = key
     analyzer: FrameAnalyzer = st.session_state["live_analyzer"]
     meter = FpsMeter()

@@ -40,7 +40,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from .detect import DETECT_MAX_SIDE, Detection, find_faces
+from .detect import DETECT_MAX_SIDE, YUNET_MAX_SIDE, Detection, find_faces
 from .draw import annotate_tracks
 from .labels import EMOTIONS
 from .recognizer import Face
@@ -97,13 +97,15 @@ class FrameAnalyzer:
 
     ``detect_every``: run the face detector on every k-th frame and let the tracker carry the
     boxes in between (classification still runs on every frame). ``detect_side``: the detector
-    searches a copy downscaled to this long side (pixels; 0 = full size). ``smoothing``: EMA
+    searches a copy downscaled to this long side (pixels; 0 = full size; None = the detector's own
+    setting). A carried face keeps the landmarks of its last detection, moved with its box, so its
+    crop is framed the same way between detections. ``smoothing``: EMA
     weight of the past for each track's probabilities (0 = off). ``max_missed``: detections in a
     row a face may go unseen and keep its id. ``coast``: missed detections during which a face
     is still reported at its predicted box (live video looks steadier with 1).
     """
 
-    def __init__(self, recognizer, *, detect_every: int = 1, detect_side: int = DETECT_MAX_SIDE,
+    def __init__(self, recognizer, *, detect_every: int = 1, detect_side: int | None = None,
                  smoothing: float = SMOOTHING, iou_threshold: float = IOU_THRESHOLD,
                  max_missed: int = MAX_MISSED, min_hits: int = 1, coast: int = 0):
         if detect_every < 1:
@@ -181,10 +183,12 @@ class FrameAnalyzer:
         return tuple((px + dx, py + dy) for px, py in points)
 
 
-def _detector_at(detector, side: int):
-    """A copy of ``detector`` that searches images downscaled to ``side`` pixels (0: full size),
-    for detectors with a ``max_side`` setting (Haar, YuNet); others are used as they are."""
+def _detector_at(detector, side: int | None):
+    """A copy of ``detector`` (its own OpenCV object: the analyzer may run on another thread) that
+    searches images downscaled to ``side`` pixels (0: full size; None: the detector's own setting)."""
     if dataclasses.is_dataclass(detector) and hasattr(detector, "max_side"):
+        if side is None:
+            return dataclasses.replace(detector)
         return dataclasses.replace(detector, max_side=side)
     return detector
 
@@ -485,7 +489,7 @@ class VideoAnalysis:
 
     def __init__(self, source, *, recognizer=None, output: str | os.PathLike | None = None,
                  csv_path: str | os.PathLike | None = None, every: int = 1, detect_every: int = 1,
-                 detect_side: int = DETECT_MAX_SIDE, smoothing: float = SMOOTHING, max_missed: int = MAX_MISSED,
+                 detect_side: int | None = None, smoothing: float = SMOOTHING, max_missed: int = MAX_MISSED,
                  coast: int = 0, codec: str = "auto", progress: bool = True, max_frames: int = 0):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
@@ -579,7 +583,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, help="write the annotated video here (.mp4)")
     p.add_argument("--csv", default=None, help="write the timeline here: one row per face per processed frame")
     p.add_argument("--every", type=int, default=1, help="analyse every N-th frame (the video keeps all frames)")
-    add_tracking_arguments(p, detect_every=1, detect_side=DETECT_MAX_SIDE, coast=0)
+    add_tracking_arguments(p, detect_every=1, detect_side=None, coast=0)
     p.add_argument("--codec", default="auto", choices=CODECS,
                    help="annotated video codec: h264 plays in browsers; mp4v is OpenCV's fallback")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
@@ -587,14 +591,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_detector_arguments(p)
 
 
-def add_tracking_arguments(p: argparse.ArgumentParser, *, detect_every: int, detect_side: int, coast: int) -> None:
+def add_tracking_arguments(p: argparse.ArgumentParser, *, detect_every: int, detect_side: int | None,
+                           coast: int) -> None:
     """Tracking, smoothing and speed options shared by ``moodify video`` and ``moodify live``."""
     p.add_argument("--smoothing", type=float, default=SMOOTHING,
                    help="temporal smoothing of each person's probabilities, 0 (off) to <1 (steadier, slower to react)")
     p.add_argument("--detect-every", type=int, default=detect_every,
                    help="run the face detector on every k-th frame; the tracker carries the boxes in between")
     p.add_argument("--detect-side", type=int, default=detect_side,
-                   help="detect faces on a copy scaled down to this long side in pixels (0: full size)")
+                   help="detect faces on a copy scaled down to this long side in pixels (0: full size; default: "
+                        f"the detector's own, {YUNET_MAX_SIDE} for YuNet, {DETECT_MAX_SIDE} for Haar)"
+                        if detect_side is None else
+                        "detect faces on a copy scaled down to this long side in pixels (0: full size)")
     p.add_argument("--max-missed", type=int, default=MAX_MISSED,
                    help="detections in a row a face may be missed and still keep its id")
     p.add_argument("--coast", type=int, default=coast,
@@ -609,7 +617,7 @@ def check_tracking_arguments(args: argparse.Namespace) -> str | None:
         return f"--smoothing must be in [0, 1), got {args.smoothing}"
     if args.detect_every < 1:
         return f"--detect-every must be >= 1, got {args.detect_every}"
-    if args.detect_side < 0 or 0 < args.detect_side < 64:
+    if args.detect_side is not None and (args.detect_side < 0 or 0 < args.detect_side < 64):
         return f"--detect-side must be 0 or at least 64 pixels, got {args.detect_side}"
     if args.max_missed < 0 or args.coast < 0:
         return f"--max-missed and --coast must be >= 0, got {args.max_missed} and {args.coast}"

@@ -22,8 +22,8 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # "default" is fast enough for live video and large batches on a laptop CPU; "accurate" is a
 # larger network, slightly more accurate and several times slower (models/MODEL_CARD*.md).
 REGISTRY: dict[str, dict[str, str]] = {
-    "default": {"file": "moodify-fer2013-fast.pt", "sha256": "06c9e8bc95f00243bb485207ffd9215008730d632ba829534f7d4a7de1864784"},
-    "accurate": {"file": "moodify-fer2013.pt", "sha256": "2af9f9ccf651b699489895b7bc64793377155879b54e8fbb7220a0cab256abde"},
+    "default": {"file": "moodify-fer2013-fast.pt", "sha256": "2188a3f9d0d3c9380446e3a93293004c13fef51442a6557caffa988296f6e9ac"},
+    "accurate": {"file": "moodify-fer2013.pt", "sha256": "47a8265f42bd5988f0cd56d956fc5e7a8eb62d9e79d887052f5b4099577276a9"},
 }
 
 

@@ -40,6 +40,26 @@ def test_headless_live_reports_people_writes_csv_and_recording(moving_avi, tmp_p
     assert lines[-1].startswith("24 frames in")
 
 
+def test_a_small_face_far_from_the_webcam_is_tracked_on_every_frame(astronaut_bgr, tmp_path, capsys):
+    # A ~45 px face in 640x480 (a person a few metres away), drifting slowly, with the live defaults.
+    from test_video import H, W
+
+    face = head(astronaut_bgr, 0.47)
+    frames = []
+    for i in range(45):
+        img = canvas()
+        paste(img, face, 300 + 3 * i, 200 + (i % 5))
+        frames.append(img)
+    video = write_avi(tmp_path / "far.avi", frames)
+    timeline = tmp_path / "far.csv"
+    rc, out, err = run_cli(capsys, "live", "--no-window", "--source", str(video), "--csv", str(timeline))
+    assert rc == 0, err
+    _, rows = read_csv(timeline)
+    assert [int(r["frame"]) for r in rows] == list(range(45)) and {r["track_id"] for r in rows} == {"1"}
+    assert all(35 <= int(r["w"]) <= 60 for r in rows) and (W, H) == (640, 480)
+    assert "out of sight" not in out
+
+
 def test_headless_jsonl_prints_one_json_line_per_frame(moving_avi, capsys):
     rc, out, err = run_cli(capsys, "live", "--no-window", "--jsonl", "--max-frames", "6", "--source", str(moving_avi))
     assert rc == 0, err
