@@ -432,7 +432,9 @@ class ResumableOutput:
         self._log_line({"bytes": self._data.tell(), "counts": self.counts.__dict__, "last": self.last_path})
 
     def _log_line(self, record: dict) -> None:
-        self._log.write(json.dumps(record, ensure_ascii=False) + "\n")
+        # ASCII JSON: a file name that is not valid UTF-8 (a lone surrogate in Python) is written
+        # as a \udcXX escape and read back as the same str, so the log can always be written and resumed.
+        self._log.write(json.dumps(record, ensure_ascii=True) + "\n")
         self._sync(self._log)
 
     @staticmethod

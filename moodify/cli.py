@@ -136,6 +136,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    # A file name that is not valid UTF-8 must not stop a run where stdout is strict UTF-8
+    # (PYTHONIOENCODING=utf-8, a pipe in some locales): it is printed with \xNN escapes instead.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
     try:
         return int(args.func(args) or 0)
     except (ModelError, DataError, ImageError, FileNotFoundError, ValueError) as exc:

@@ -1,0 +1,79 @@
+"""Issue 16: what hostile or careless input used to break, one test per item, each failing before its fix."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from moodify.batch import Counts, ResumableOutput
+from moodify.cli import main as cli
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def moodify(*argv, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m moodify ARGV`` as a user runs it, with a timeout so a hang fails the test."""
+    return subprocess.run([sys.executable, "-m", "moodify", *map(str, argv)], cwd=PROJECT, capture_output=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})})
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def batch(*argv) -> int:
+    return cli(["batch", *map(str, argv), "--quiet", "--workers", "1"])
+
+
+NON_UTF8 = b"b-\xe9.jpg"  # Latin-1 "b-é.jpg": not valid UTF-8, so Python sees a lone surrogate
+
+
+@pytest.fixture
+def non_utf8_folder(astronaut_jpg, tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    data = astronaut_jpg.read_bytes()
+    (folder / "a.jpg").write_bytes(data)
+    with open(os.path.join(os.fsencode(folder), NON_UTF8), "wb") as fh:
+        fh.write(data)
+    return folder
+
+
+# 1. A non-UTF-8 file name --------------------------------------------------------------------
+
+def test_batch_survives_a_non_utf8_name_at_the_end_of_a_chunk(non_utf8_folder, tmp_path):
+    out = tmp_path / "out.csv"
+    assert batch(non_utf8_folder, "-o", out, "--chunk-size", "2") == 0
+    rows = read_csv(out)
+    assert [r["faces"] for r in rows] == ["1", "1"]
+    assert rows[1]["path"].endswith("b-\\udce9.jpg")  # readable, with the byte escaped as batch writes it
+
+
+def test_resume_after_a_non_utf8_name_finds_it_again(non_utf8_folder, tmp_path):
+    name = os.path.join(str(non_utf8_folder), os.fsdecode(NON_UTF8))
+    out = tmp_path / "out.csv"
+    first = ResumableOutput(out, {"inputs": [name]})
+    first.start()
+    first.append([], Counts(inputs=1), name)
+    first.close()
+    again = ResumableOutput(out, {"inputs": [name]})
+    again.resume()
+    again.close()
+    assert again.last_path == name and again.counts.inputs == 1
+
+
+def test_classify_on_strict_utf8_stdout_prints_every_file(non_utf8_folder):
+    names = [os.path.join(os.fsencode(non_utf8_folder), NON_UTF8), os.fsencode(non_utf8_folder / "a.jpg")]
+    done = subprocess.run([sys.executable, "-m", "moodify", "classify", *names], cwd=PROJECT, capture_output=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(PROJECT), "PYTHONIOENCODING": "utf-8"})
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    out = done.stdout.decode("utf-8")
+    assert "b-\\udce9.jpg: 1 face" in out and "a.jpg: 1 face" in out
