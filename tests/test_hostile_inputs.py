@@ -77,3 +77,34 @@ def test_classify_on_strict_utf8_stdout_prints_every_file(non_utf8_folder):
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     out = done.stdout.decode("utf-8")
     assert "b-\\udce9.jpg: 1 face" in out and "a.jpg: 1 face" in out
+
+
+# 2. A FIFO named like an image -------------------------------------------------------------
+
+@pytest.fixture
+def fifo_folder(astronaut_jpg, tmp_path) -> Path:
+    folder = tmp_path / "with-fifo"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(astronaut_jpg.read_bytes())
+    os.mkfifo(folder / "x.jpg")  # nobody ever writes to it: reading it blocks forever
+    return folder
+
+
+@pytest.mark.parametrize("extra", [[], ["--pre-cropped"]])
+def test_batch_gives_a_fifo_an_error_row_instead_of_hanging(fifo_folder, tmp_path, extra):
+    out = tmp_path / "out.csv"
+    done = moodify("batch", fifo_folder, "-o", out, "--quiet", "--workers", "1", *extra, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    rows = {Path(r["path"]).name: r for r in read_csv(out)}
+    assert set(rows) == {"a.jpg", "x.jpg"}
+    assert "not a regular file" in rows["x.jpg"]["error"] and not rows["a.jpg"]["error"]
+
+
+def test_api_and_classify_call_a_fifo_what_it_is(fifo_folder, recognizer, capsys):
+    from moodify import ImageError
+
+    with pytest.raises(ImageError, match="not a regular file"):
+        recognizer.analyze(fifo_folder / "x.jpg")
+    assert cli(["classify", str(fifo_folder / "x.jpg"), str(fifo_folder / "a.jpg")]) == 1
+    captured = capsys.readouterr()
+    assert "x.jpg: not a regular file" in captured.err and "a.jpg: 1 face" in captured.out
