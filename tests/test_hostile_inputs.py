@@ -108,3 +108,29 @@ def test_api_and_classify_call_a_fifo_what_it_is(fifo_folder, recognizer, capsys
     assert cli(["classify", str(fifo_folder / "x.jpg"), str(fifo_folder / "a.jpg")]) == 1
     captured = capsys.readouterr()
     assert "x.jpg: not a regular file" in captured.err and "a.jpg: 1 face" in captured.out
+
+
+# 3. Merging a shard cut off mid-row ----------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("cut", ["mid-row", "mid-number", "a-whole-line-missing-values"])
+def test_merge_refuses_a_shard_cut_off_mid_row(astronaut_jpg, tmp_path, capsys, suffix, cut):
+    shard = tmp_path / f"part{suffix}"
+    (tmp_path / "copy.jpg").write_bytes(astronaut_jpg.read_bytes())
+    assert batch(astronaut_jpg, tmp_path / "copy.jpg", "-o", shard) == 0  # two rows with a face
+    data = shard.read_bytes()
+    last = data.rstrip(b"\n").rsplit(b"\n", 1)[1]
+    if cut == "mid-row":  # the last row loses its last three probabilities
+        damaged = data[:len(data) - len(last) - 1] + b",".join(last.split(b",")[:-4]) if suffix == ".csv" \
+            else data[:-40]
+    elif cut == "mid-number":
+        damaged = data[:-5]
+    else:  # a whole-looking line that lacks the probabilities
+        damaged = data[:len(data) - len(last) - 1] + b",".join(last.split(b",")[:-4]) + b"\n" if suffix == ".csv" \
+            else data[:len(data) - len(last) - 1] + last[:last.index(b', "sad"')] + b"}\n"
+    shard.write_bytes(damaged)
+    merged = tmp_path / f"merged{suffix}"
+    assert cli(["merge", str(shard), "-o", str(merged)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("moodify merge: error: ") and "\n" not in err and "rerun that shard" in err
+    assert not merged.exists()
