@@ -199,17 +199,60 @@ _WORKER: dict = {}  # per-process state set by _init_worker: detector, preproces
 
 
 def _init_worker(detector_spec: dict | None, prep, pre_cropped: bool, in_pool: bool,
-                 onnx_path: str | None = None) -> None:
-    """Per-process set-up; ``onnx_path``: the worker classifies too, with this exported model."""
+                 onnx_path: str | None = None, parent_pid: int | None = None) -> None:
+    """Per-process set-up; ``onnx_path``: the worker classifies too, with this exported model;
+    ``parent_pid``: the main process, whose death (kill -9 included) ends this worker."""
     from .detect import make_detector
     from .onnx_backend import OnnxEmotionModel
 
+    if parent_pid is not None:
+        _die_with(parent_pid)
     if in_pool:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
         cv2.setNumThreads(1)  # one process per core already; more threads only contend
     _WORKER.update(prep=prep, pre_cropped=pre_cropped,
                    detector=None if pre_cropped else make_detector(**detector_spec),
                    model=None if onnx_path is None else OnnxEmotionModel(onnx_path, threads=1))
+
+
+WATCHDOG_PERIOD_S = 1.0  # how often a worker checks that the main process is still there
+
+
+def _die_with(parent_pid: int) -> None:
+    """End this worker when ``parent_pid`` dies, however it dies.
+
+    A main process killed with SIGKILL cannot stop its workers, and a worker busy on a big
+    image (or blocked) would otherwise live on, holding its memory. On Linux the kernel sends
+    SIGKILL when the process that forked this one exits (the forkserver, which exits with the main
+    process); a watchdog thread covers other systems and a worker stuck between checks of the pipe.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass  # no prctl (an unusual libc): the watchdog alone
+    forked_by = os.getppid()
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != forked_by or not _alive(parent_pid):
+                os._exit(1)
+            time.sleep(WATCHDOG_PERIOD_S)
+
+    threading.Thread(target=watch, name="moodify-watchdog", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _ping(_: int) -> int:
@@ -625,7 +668,7 @@ def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec
         else:
             ctx = mp.get_context("spawn")
         executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                       initargs=(*init_args, True, onnx_path))
+                                       initargs=(*init_args, True, onnx_path, os.getpid()))
         list(executor.map(_ping, range(workers)))  # start them all now, so start-up is not counted as work
     else:
         _init_worker(*init_args, False)

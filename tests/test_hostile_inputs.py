@@ -134,3 +134,71 @@ def test_merge_refuses_a_shard_cut_off_mid_row(astronaut_jpg, tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("moodify merge: error: ") and "\n" not in err and "rerun that shard" in err
     assert not merged.exists()
+
+
+# 4. kill -9 of the batch main process ---------------------------------------------------------
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker processes through /proc")
+def test_kill_9_of_batch_takes_its_workers_with_it(astronaut_jpg, tmp_path):
+    import signal
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(400):  # hard links: a long job without copying 400 files
+        os.link(astronaut_jpg, folder / f"{i:04d}.jpg")
+    out = tmp_path / "out.csv"
+    progress = Path(str(out) + ".progress")
+    proc = subprocess.Popen([sys.executable, "-m", "moodify", "batch", str(folder), "-o", str(out), "--quiet",
+                             "--workers", "2", "--chunk-size", "4"], cwd=PROJECT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    helpers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if progress.exists() and progress.read_text(encoding="utf-8").count("\n") >= 4:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()
+        helpers = _descendants(proc.pid)
+        assert len(helpers) >= 2  # the workers (and the forkserver they come from)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(map(_running, helpers)):
+            time.sleep(0.1)
+        assert not [pid for pid in helpers if _running(pid)], "worker processes outlived the killed batch"
+    finally:  # leave no stray process behind, whatever happened
+        if proc.poll() is None:
+            helpers |= _descendants(proc.pid)
+            proc.kill()
+        for pid in helpers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
