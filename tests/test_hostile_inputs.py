@@ -202,3 +202,90 @@ def test_kill_9_of_batch_takes_its_workers_with_it(astronaut_jpg, tmp_path):
         for pid in helpers:
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# 5. Decompression bombs -------------------------------------------------------------------------
+
+def png_bomb(path: Path, width: int, height: int, *, color_type: int = 0) -> Path:
+    """A valid all-black 8-bit PNG that declares ``width`` x ``height``: under a megabyte on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    channels = {0: 1, 2: 3, 6: 4}[color_type]
+    packer, row = zlib.compressobj(9), bytes(width * channels + 1)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def peak_rss_mb(*argv) -> tuple[int, float]:
+    """(exit status, peak resident memory in MB) of ``python -m moodify ARGV``."""
+    proc = subprocess.Popen([sys.executable, "-m", "moodify", *map(str, argv)], cwd=PROJECT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024
+
+
+@pytest.fixture(scope="module")
+def bomb_png(tmp_path_factory) -> Path:
+    return png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png", 30000, 30000)  # 875 KB claiming 900 MP
+
+
+@pytest.mark.parametrize("extra", [[], ["--pre-cropped"]])
+def test_batch_refuses_a_decompression_bomb_like_classify(bomb_png, tmp_path, extra):
+    out = tmp_path / "out.csv"
+    status, peak = peak_rss_mb("batch", bomb_png, "-o", out, "--quiet", "--workers", "1", *extra)
+    assert status == 0
+    (row,) = read_csv(out)
+    assert "too large" in row["error"] and row["faces"] == ""
+    assert peak < 1500  # MB, the interpreter, torch and the model included; decoding it took 2,350
+
+
+def test_one_pixel_limit_on_every_decode_path(tmp_path):
+    from moodify.images import MAX_IMAGE_PIXELS, ImageError, load_gray, load_image
+
+    side = int(MAX_IMAGE_PIXELS ** 0.5) + 1
+    bomb = png_bomb(tmp_path / "just-over.png", side, side)  # over the limit, under Pillow's error threshold x 2
+    for load in (load_gray, load_image):
+        with pytest.raises(ImageError, match="megapixels"):
+            load(bomb)
+
+
+# 7. Float TIFFs -------------------------------------------------------------------------------------
+
+def test_a_float_tiff_is_converted_without_float64_copies(tmp_path):
+    import tracemalloc
+
+    from PIL import Image
+
+    from moodify.images import load_gray
+
+    h, w = 3000, 4000
+    path = tmp_path / "float.tif"
+    Image.fromarray(np.linspace(0, 1, h * w, dtype=np.float32).reshape(h, w)).save(path, compression="tiff_deflate")
+    tracemalloc.start()
+    try:
+        gray = load_gray(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert gray.shape == (h, w) and gray[0, 0] == 0 and gray[-1, -1] == 255
+    assert peak < 8 * h * w  # bytes: the uint8 result, its BGR and gray copies (5 bytes a pixel); float64 copies took 40
+
+
+def test_images_over_the_byte_budget_are_refused_before_decoding(tmp_path):
+    from moodify.images import MAX_DECODED_BYTES, ImageError, check_size, load_image
+
+    check_size(8000, 6000, "F", "ok.tif")  # 183 MiB: fine
+    with pytest.raises(ImageError, match=r"MiB decoded, more than the 512 MiB"):
+        check_size(12000, 12000, "F", "huge.tif")
+    assert MAX_DECODED_BYTES == 512 * 2**20
+    rgba = png_bomb(tmp_path / "rgba.png", 12000, 12000, color_type=6)  # 144 MP: under the pixel limit, 549 MiB as RGBA
+    with pytest.raises(ImageError, match="MiB decoded"):
+        load_image(rgba)
