@@ -32,7 +32,8 @@ def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     h, w = image.shape[:2]
     factor = max(h, w) / max_side if max_side and max(h, w) > max_side else 1.0
     if factor > 1.0:
-        image = cv2.resize(image, (round(w / factor), round(h / factor)), interpolation=cv2.INTER_AREA)
+        # max(1, ...): a 1x1300 strip must not shrink to zero pixels (OpenCV refuses an empty size).
+        image = cv2.resize(image, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
     return image, factor
 
 

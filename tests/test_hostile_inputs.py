@@ -289,3 +289,44 @@ def test_images_over_the_byte_budget_are_refused_before_decoding(tmp_path):
     rgba = png_bomb(tmp_path / "rgba.png", 12000, 12000, color_type=6)  # 144 MP: under the pixel limit, 549 MiB as RGBA
     with pytest.raises(ImageError, match="MiB decoded"):
         load_image(rgba)
+
+
+# 6. Extreme aspect ratios ----------------------------------------------------------------------
+
+STRIPS = {"1x1300.png": (1300, 1), "1300x1.png": (1, 1300), "5000x2.jpg": (2, 5000), "2x5000.jpg": (5000, 2)}
+
+
+@pytest.fixture
+def strips(tmp_path) -> Path:
+    folder = tmp_path / "strips"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, shape in STRIPS.items():
+        cv2.imwrite(str(folder / name), rng.integers(0, 255, (*shape, 3), dtype=np.uint8))
+    return folder
+
+
+def test_strips_have_no_face_in_the_api_classify_and_batch(strips, astronaut_jpg, recognizer, tmp_path, capsys):
+    for name in STRIPS:
+        assert recognizer.analyze(strips / name) == []
+    names = [str(strips / n) for n in STRIPS]
+    assert cli(["classify", *names, str(astronaut_jpg)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("no face found") == len(STRIPS) and f"{astronaut_jpg}: 1 face" in out
+    csv_out = tmp_path / "out.csv"
+    assert batch(strips, "-o", csv_out) == 0
+    rows = read_csv(csv_out)
+    assert len(rows) == len(STRIPS) and all(r["faces"] == "0" and not r["error"] for r in rows)
+
+
+def test_a_2600x2_video_is_analysed(tmp_path, capsys):
+    path = tmp_path / "strip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (2600, 2))
+    assert writer.isOpened()
+    for i in range(5):
+        writer.write(np.full((2, 2600, 3), 40 * i, np.uint8))
+    writer.release()
+    status = cli(["video", str(path), "--no-progress", "--csv", str(tmp_path / "t.csv")])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "5 frames read" in captured.out
