@@ -330,3 +330,52 @@ def test_a_2600x2_video_is_analysed(tmp_path, capsys):
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert "5 frames read" in captured.out
+
+
+# 8. One Recognizer, many threads ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_one_recognizer_gives_every_thread_the_right_faces(astronaut_bgr, model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import moodify
+
+    recognizer = moodify.Recognizer(model=model)
+    small = cv2.resize(astronaut_bgr, (256, 256), interpolation=cv2.INTER_AREA)
+    images = [small, np.hstack([small, cv2.flip(small, 1)])]  # one face, two faces
+    expected = [[f.box for f in recognizer.analyze(img)] for img in images]
+    assert [len(e) for e in expected] == [1, 2]
+
+    def analyze(i: int):
+        try:
+            return [f.box for f in recognizer.analyze(images[i % 2])] == expected[i % 2]
+        except cv2.error:
+            return False
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(analyze, range(240)))
+    assert sum(results) == len(results), f"{len(results) - sum(results)} of {len(results)} calls went wrong"
+
+
+def test_a_detector_that_cannot_be_copied_is_called_one_thread_at_a_time(model):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import moodify
+
+    class OneAtATime:  # not a dataclass: the Recognizer cannot rebuild it per thread
+        busy, overlaps = threading.Lock(), 0
+
+        def detect(self, gray):
+            if not self.busy.acquire(blocking=False):
+                OneAtATime.overlaps += 1
+                return []
+            time.sleep(0.002)
+            self.busy.release()
+            return []
+
+    recognizer = moodify.Recognizer(model=model, detector=OneAtATime())
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: recognizer.analyze(np.zeros((64, 64), np.uint8)), range(100)))
+    assert OneAtATime.overlaps == 0
