@@ -379,3 +379,59 @@ def test_a_detector_that_cannot_be_copied_is_called_one_thread_at_a_time(model):
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: recognizer.analyze(np.zeros((64, 64), np.uint8)), range(100)))
     assert OneAtATime.overlaps == 0
+
+
+# 9. The web app stays on this machine -------------------------------------------------------------
+
+def _outside_connects(strace_log: str) -> list[str]:
+    """connect() calls in an ``strace -e trace=connect`` log to anything but loopback or a local socket."""
+    import re
+
+    outside = []
+    for line in strace_log.splitlines():
+        if "connect(" not in line or "AF_UNIX" in line or "AF_NETLINK" in line:
+            continue
+        address = re.search(r'inet_(?:addr|pton)\((?:AF_INET6, )?"([^"]+)"', line)
+        if address is None or address.group(1) not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+            outside.append(line.strip())
+    return outside
+
+
+@pytest.mark.slow
+def test_the_app_listens_on_loopback_only_and_contacts_nobody(tmp_path):
+    """``streamlit run app.py`` as the README says (headless: no browser here), in a namespace
+    with only loopback, under strace: every listening socket is 127.0.0.1 and no connect() goes out."""
+    import shutil
+    import time
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from browser_helpers import APP_START_TIMEOUT_S, _stop, free_port, loopback_netns, netns_available
+
+    reason = netns_available() or (None if shutil.which("strace") and shutil.which("ss") else "needs strace and ss")
+    if reason:
+        pytest.skip(reason)
+    port, trace = free_port(), tmp_path / "strace.log"
+    with loopback_netns() as netns:
+        inside = ["ip", "netns", "exec", netns]
+        proc = subprocess.Popen([*inside, "strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace),
+                                 sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                                 "--server.port", str(port)], cwd=PROJECT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline, listening = time.monotonic() + APP_START_TIMEOUT_S, []
+            while time.monotonic() < deadline and proc.poll() is None:
+                ss = subprocess.run([*inside, "ss", "-ltnH"], capture_output=True, text=True).stdout
+                listening = [line.split()[3] for line in ss.splitlines() if line.split()[3].endswith(f":{port}")]
+                if listening:
+                    break
+                time.sleep(0.5)
+            assert listening, "the app never listened"
+            time.sleep(3)  # start-up lookups (the External URL banner) happen just after listening
+            ss = subprocess.run([*inside, "ss", "-ltnH"], capture_output=True, text=True).stdout
+            listening = [line.split()[3] for line in ss.splitlines() if line.split()[3].endswith(f":{port}")]
+        finally:
+            _stop(proc)
+        banner = proc.stdout.read().decode(errors="replace")
+    assert listening == [f"127.0.0.1:{port}"], banner
+    assert "Network URL" not in banner and "External URL" not in banner
+    assert _outside_connects(trace.read_text()) == [], banner
