@@ -435,3 +435,112 @@ def test_the_app_listens_on_loopback_only_and_contacts_nobody(tmp_path):
     assert listening == [f"127.0.0.1:{port}"], banner
     assert "Network URL" not in banner and "External URL" not in banner
     assert _outside_connects(trace.read_text()) == [], banner
+
+
+# 10, 11. Checkpoints are validated on load; a pickle is refused without torch's advice -------------
+
+@pytest.fixture(scope="module")
+def shipped_checkpoint() -> dict:
+    from moodify.weights import load_checkpoint, resolve_model_path
+
+    path, _, sha = resolve_model_path(None)
+    return load_checkpoint(path, expected_sha256=sha)
+
+
+def _broken(checkpoint: dict, how: str) -> dict:
+    import copy
+
+    ckpt = copy.deepcopy(checkpoint)
+    if how.startswith("temperature"):
+        ckpt["temperature"] = float(how.split()[1])
+    elif how == "std 0":
+        ckpt["preprocessing"]["std"] = 0.0
+    elif how == "NaN weight":
+        key = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+        ckpt["state_dict"][key].view(-1)[0] = float("nan")
+    elif how == "no config":
+        del ckpt["config"]
+    elif how == "unknown config key":
+        ckpt["config"]["attention_heads"] = 8
+    elif how == "wrong shape":
+        ckpt["config"]["hidden"] = ckpt["config"]["hidden"] * 2
+    elif how == "input_size 0":
+        ckpt["config"]["input_size"] = 0
+        ckpt["preprocessing"]["input_size"] = 0
+    elif how == "no preprocessing":
+        del ckpt["preprocessing"]
+    elif how == "state_dict not tensors":
+        ckpt["state_dict"] = {"features.0.weight": [1, 2, 3]}
+    else:
+        raise ValueError(how)
+    return ckpt
+
+
+BROKEN = ["temperature -1", "temperature 0", "temperature nan", "std 0", "NaN weight", "no config",
+          "unknown config key", "wrong shape", "input_size 0", "no preprocessing", "state_dict not tensors"]
+
+
+@pytest.mark.parametrize("how", BROKEN)
+def test_a_malformed_checkpoint_is_refused_in_one_line(shipped_checkpoint, tmp_path, how):
+    import torch
+
+    import moodify
+
+    path = tmp_path / "broken.pt"
+    torch.save(_broken(shipped_checkpoint, how), path)
+    with pytest.raises(moodify.ModelError) as refused:
+        moodify.load_model(path)
+    assert "\n" not in str(refused.value) and "broken.pt" in str(refused.value)
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_caught(tmp_path, capsys, astronaut_jpg):
+    import zipfile
+
+    from moodify.weights import resolve_model_path
+
+    path, _, _ = resolve_model_path(None)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:  # a byte inside the largest tensor's data record
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    data[info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.file_size // 2] ^= 0x01
+    flipped = tmp_path / "flipped.pt"
+    flipped.write_bytes(bytes(data))
+    assert cli(["classify", "--model", str(flipped), str(astronaut_jpg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("moodify classify: error: ") and "damaged" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_a_pickle_is_refused_without_advising_weights_only_false(tmp_path, monkeypatch, backend):
+    import torch
+
+    import moodify
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    monkeypatch.setenv("MOODIFY_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": Payload()}, path)
+    with pytest.raises(moodify.ModelError) as refused:
+        moodify.load_model(path, backend=backend)
+    message = str(refused.value)
+    assert "not a Moodify checkpoint" in message and "weights_only" not in message and "\n" not in message
+
+
+def test_an_edited_onnx_cache_is_not_trusted(tmp_path, monkeypatch, shipped_checkpoint):
+    import onnx
+
+    import moodify
+    from moodify.onnx_backend import onnx_cache_dir, set_metadata
+
+    monkeypatch.setenv("MOODIFY_CACHE", str(tmp_path / "cache"))
+    faces = np.random.default_rng(0).integers(0, 255, (8, 48, 48), dtype=np.uint8)
+    expected = moodify.load_model(backend="onnx").predict(faces)
+    (cached,) = onnx_cache_dir().glob("*.onnx")
+    proto = onnx.load(cached)
+    set_metadata(proto, {"moodify.temperature": "100.0"})  # every answer flattened towards 1/7
+    onnx.save(proto, cached)
+    got = moodify.load_model(backend="onnx").predict(faces)
+    assert np.abs(got - expected).max() < 1e-6
