@@ -426,7 +426,12 @@ class ResumableOutput:
                     header = record
                 else:
                     commits.append(record)
-        if header is None or header.get("moodify_batch") != LOG_VERSION or not commits:
+        if header is None or (header.get("moodify_batch") == LOG_VERSION and not commits):
+            # The run died (a full disk, kill -9) before its first commit: nothing is done, so resuming
+            # it is starting it.
+            self.start()
+            return
+        if header.get("moodify_batch") != LOG_VERSION:
             raise BatchError(f"{self.log} is not a usable progress log; start again with --overwrite")
         if header["fingerprint"] != self.fingerprint:
             changed = sorted(k for k in set(header["fingerprint"]) | set(self.fingerprint)
@@ -606,6 +611,7 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
 
     out = Path(out)
     check_inputs(inputs)
+    _check_output_target(out)
     detector_spec = detector_spec or {"kind": "haar"}
     fingerprint = {
         "inputs": list(inputs), "shard": list(shard) if shard else None, "pre_cropped": pre_cropped,
@@ -625,24 +631,40 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
     if model is None:
         model = load_model(model_name, backend=backend)
     resuming = resume and output.interrupted_run_exists()
-    output.resume() if resuming else output.start()
-    paths = iter_inputs(inputs, shard=shard)
     try:
-        if resuming and output.counts.inputs:
-            # Skip what is done, checking that the last done input is still where it was.
-            skipped, last = 0, None
-            for last in itertools.islice(paths, output.counts.inputs):
-                skipped += 1
-            if skipped != output.counts.inputs or last != output.last_path:
-                raise BatchError(f"the inputs changed since the interrupted run (input {output.counts.inputs:,} was "
-                                 f"{output.last_path!r}, now {last!r}); start again with --overwrite")
-        summary = _process(paths, output, model, detector_spec, pre_cropped=pre_cropped, workers=workers,
-                           chunk_size=chunk_size, batch_size=batch_size, specs=inputs, shard=shard,
-                           progress=progress)
-    finally:
-        output.close()
-    output.finish()
+        output.resume() if resuming else output.start()
+        paths = iter_inputs(inputs, shard=shard)
+        try:
+            if resuming and output.counts.inputs:
+                # Skip what is done, checking that the last done input is still where it was.
+                skipped, last = 0, None
+                for last in itertools.islice(paths, output.counts.inputs):
+                    skipped += 1
+                if skipped != output.counts.inputs or last != output.last_path:
+                    raise BatchError(f"the inputs changed since the interrupted run (input {output.counts.inputs:,} "
+                                     f"was {output.last_path!r}, now {last!r}); start again with --overwrite")
+            summary = _process(paths, output, model, detector_spec, pre_cropped=pre_cropped, workers=workers,
+                               chunk_size=chunk_size, batch_size=batch_size, specs=inputs, shard=shard,
+                               progress=progress)
+        finally:
+            output.close()
+        output.finish()
+    except OSError as exc:  # a full disk, a folder made read-only mid-run: what is committed stays committed
+        then = ("free space (or fix the permissions) and rerun the same command with --resume: nothing committed "
+                "is lost" if output.interrupted_run_exists() else "choose another -o")
+        raise BatchError(f"cannot write {exc.filename or output.partial}: {exc.strerror or exc}; {then}") from None
     return summary
+
+
+def _check_output_target(out: Path) -> None:
+    """Refuse, before any work, an output that could never be written (a folder, a read-only place)."""
+    if out.is_dir():
+        raise BatchError(f"{out} is a folder: -o takes a file name, like {out / 'results.csv'}")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the output's folders are made at the start; the first existing one must be writable
+    if not os.access(folder, os.W_OK):
+        raise BatchError(f"cannot write in {folder} (read-only or not permitted); choose another -o")
 
 
 def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec: dict, *, pre_cropped: bool,

@@ -544,3 +544,84 @@ def test_an_edited_onnx_cache_is_not_trusted(tmp_path, monkeypatch, shipped_chec
     onnx.save(proto, cached)
     got = moodify.load_model(backend="onnx").predict(faces)
     assert np.abs(got - expected).max() < 1e-6
+
+
+# 12. Where the output goes is checked before the work; a full disk is one line --------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 KB tmpfs (needs root and mount): room for a dozen rows; ``remount(options)`` changes it."""
+    import contextlib
+    import shutil
+
+    point = tmp_path / "disk"
+    point.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root and mount")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(point)], capture_output=True)
+    if made.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+
+    def remount(options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(point)], check=True, capture_output=True)
+
+    try:
+        yield point, remount
+    finally:
+        with contextlib.suppress(Exception):
+            subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+@pytest.fixture
+def many_photos(astronaut_jpg, tmp_path) -> Path:
+    folder = tmp_path / "many-photos"
+    folder.mkdir()
+    for i in range(40):
+        os.link(astronaut_jpg, folder / f"{i:03d}.jpg")
+    return folder
+
+
+@pytest.mark.parametrize("size", ["4k", "8k"])  # full before the first commit; full after a few chunks
+def test_batch_onto_a_full_disk_stops_in_one_line_and_resumes_exactly(small_disk, many_photos, tmp_path, capsys, size):
+    point, remount = small_disk
+    remount(f"size={size}")
+    reference = tmp_path / "reference.csv"
+    assert batch(many_photos, "-o", reference, "--chunk-size", "4") == 0
+    out = point / "out.csv"
+    assert batch(many_photos, "-o", out, "--chunk-size", "4") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("moodify batch: error: cannot write ") and "--resume" in err and "\n" not in err
+    assert not out.exists()
+    remount("size=1m")
+    assert batch(many_photos, "-o", out, "--chunk-size", "4", "--resume") == 0
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_batch_and_video_refuse_a_read_only_place_before_any_work(small_disk, tmp_path, capsys):
+    point, remount = small_disk
+    remount("ro")
+    assert batch(tmp_path, "-o", point / "out.csv") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("moodify batch: error: cannot write in ") and "\n" not in err
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(3):
+        writer.write(np.full((120, 160, 3), 60 * i, np.uint8))
+    writer.release()
+    assert cli(["video", str(clip), "-o", str(point / "v.mp4"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("moodify video: error: ") and "cannot write in" in err and "\n" not in err
+
+
+def test_batch_output_naming_a_folder_is_refused_before_any_work(astronaut_jpg, tmp_path, capsys, monkeypatch):
+    import moodify.batch
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(moodify.batch, "_process", no_work)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    assert batch(astronaut_jpg, "-o", folder, "--overwrite") == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a folder" in err and "\n" not in err
