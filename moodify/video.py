@@ -210,6 +210,8 @@ class VideoReader:
                 raise VideoError(f"{self.name}: no such file")
             if path.is_dir():
                 raise VideoError(f"{self.name}: is a folder, not a video")
+            if not path.is_file():  # reading a FIFO that nobody writes to would block forever
+                raise VideoError(f"{self.name}: not a regular file (a pipe, socket or device); give a video file")
             if path.stat().st_size == 0:
                 raise VideoError(f"{self.name}: empty file (0 bytes)")
         try:

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bad_inputs import png_bomb, run_measured
 from moodify.batch import Counts, ResumableOutput
 from moodify.cli import main as cli
 
@@ -206,30 +207,11 @@ def test_kill_9_of_batch_takes_its_workers_with_it(astronaut_jpg, tmp_path):
 
 # 5. Decompression bombs -------------------------------------------------------------------------
 
-def png_bomb(path: Path, width: int, height: int, *, color_type: int = 0) -> Path:
-    """A valid all-black 8-bit PNG that declares ``width`` x ``height``: under a megabyte on disk."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    channels = {0: 1, 2: 3, 6: 4}[color_type]
-    packer, row = zlib.compressobj(9), bytes(width * channels + 1)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0))
-                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-    return path
-
-
 def peak_rss_mb(*argv) -> tuple[int, float]:
     """(exit status, peak resident memory in MB) of ``python -m moodify ARGV``."""
-    proc = subprocess.Popen([sys.executable, "-m", "moodify", *map(str, argv)], cwd=PROJECT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(PROJECT)})
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024
+    status, _, _, peak = run_measured([sys.executable, "-m", "moodify", *map(str, argv)], timeout=300, cwd=PROJECT,
+                                      env={"PYTHONPATH": str(PROJECT)})
+    return status, peak
 
 
 @pytest.fixture(scope="module")
@@ -404,7 +386,6 @@ def test_the_app_listens_on_loopback_only_and_contacts_nobody(tmp_path):
     import shutil
     import time
 
-    sys.path.insert(0, str(Path(__file__).parent))
     from browser_helpers import APP_START_TIMEOUT_S, _stop, free_port, loopback_netns, netns_available
 
     reason = netns_available() or (None if shutil.which("strace") and shutil.which("ss") else "needs strace and ss")
