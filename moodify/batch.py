@@ -69,7 +69,7 @@ class BatchError(ValueError):
 def check_inputs(specs: Sequence[str]) -> None:
     """Fail before any work if an INPUT names nothing (a typo should not yield an empty run)."""
     for spec in specs:
-        if spec == "-" or os.path.exists(spec):
+        if spec == "-" or os.path.lexists(spec):  # lexists: a broken link or a symlink loop gets its error row
             continue
         if _is_glob(spec):
             import glob

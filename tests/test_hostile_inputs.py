@@ -606,3 +606,12 @@ def test_batch_output_naming_a_folder_is_refused_before_any_work(astronaut_jpg, 
     assert batch(astronaut_jpg, "-o", folder, "--overwrite") == 2
     err = capsys.readouterr().err.strip()
     assert "is a folder" in err and "\n" not in err
+
+
+def test_a_symlink_loop_named_on_the_command_line_gets_an_error_row(tmp_path):
+    loop = tmp_path / "loop.jpg"
+    os.symlink("loop.jpg", loop)
+    out = tmp_path / "out.csv"
+    assert batch(loop, "-o", out) == 0
+    (row,) = read_csv(out)
+    assert "symbolic links" in row["error"]
