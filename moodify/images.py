@@ -111,9 +111,9 @@ def check_size(width: int, height: int, mode: str, label: str) -> None:
                          "downscale it first")
     decoded = pixels * _MODE_BYTES.get(mode, 4)
     if decoded > MAX_DECODED_BYTES:
-        raise ImageError(f"{label}: too large to decode safely: {width}x{height} {mode} pixels would take {decoded / 2**20:,.0f} MiB decoded, "
-                         f"more than the {MAX_DECODED_BYTES / 2**20:,.0f} MiB Moodify allows per image; "
-                         "downscale it or convert it to 8-bit first")
+        raise ImageError(f"{label}: too large to decode safely: {width}x{height} {mode} pixels would take "
+                         f"{decoded / 2**20:,.0f} MiB decoded, more than the {MAX_DECODED_BYTES / 2**20:,.0f} MiB "
+                         "Moodify allows per image; downscale it or convert it to 8-bit first")
 
 
 def _open_pil(fp, label: str) -> np.ndarray:

@@ -386,7 +386,7 @@ def test_the_app_listens_on_loopback_only_and_contacts_nobody(tmp_path):
     import shutil
     import time
 
-    from browser_helpers import APP_START_TIMEOUT_S, _stop, free_port, loopback_netns, netns_available
+    from browser_helpers import APP_START_TIMEOUT_S, _healthy, _stop, free_port, loopback_netns, netns_available
 
     reason = netns_available() or (None if shutil.which("strace") and shutil.which("ss") else "needs strace and ss")
     if reason:
@@ -407,6 +407,9 @@ def test_the_app_listens_on_loopback_only_and_contacts_nobody(tmp_path):
                     break
                 time.sleep(0.5)
             assert listening, "the app never listened"
+            while time.monotonic() < deadline and not _healthy(f"http://127.0.0.1:{port}", netns):
+                time.sleep(0.5)
+            assert _healthy(f"http://127.0.0.1:{port}", netns), "the app does not answer on 127.0.0.1"
             time.sleep(3)  # start-up lookups (the External URL banner) happen just after listening
             ss = subprocess.run([*inside, "ss", "-ltnH"], capture_output=True, text=True).stdout
             listening = [line.split()[3] for line in ss.splitlines() if line.split()[3].endswith(f":{port}")]
