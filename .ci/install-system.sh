@@ -21,8 +21,9 @@ as_root() {
     fi
 }
 
-# iproute2 lets the live-webcam test run WebRTC in a loopback-only network namespace.
-PACKAGES="chromium chromium-driver fonts-liberation iproute2 libgl1 xvfb xdotool"
+# iproute2 lets the live-webcam test run WebRTC in a loopback-only network namespace (and gives
+# ss); strace shows that the web app connects to nothing at start-up (tests/test_hostile_inputs.py).
+PACKAGES="chromium chromium-driver fonts-liberation iproute2 libgl1 strace xvfb xdotool"
 missing=""
 for pkg in $PACKAGES; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

@@ -74,7 +74,7 @@ class BatchError(ValueError):
 def check_inputs(specs: Sequence[str]) -> None:
     """Fail before any work if an INPUT names nothing (a typo should not yield an empty run)."""
     for spec in specs:
-        if spec == "-" or os.path.exists(spec):
+        if spec == "-" or os.path.lexists(spec):  # lexists: a broken link or a symlink loop gets its error row
             continue
         if _is_glob(spec):
             import glob
@@ -205,17 +205,60 @@ _WORKER: dict = {}  # per-process state set by _init_worker: detector, preproces
 
 
 def _init_worker(detector_spec: dict | None, prep, pre_cropped: bool, in_pool: bool,
-                 onnx_path: str | None = None) -> None:
-    """Per-process set-up; ``onnx_path``: the worker classifies too, with this exported model."""
+                 onnx_path: str | None = None, parent_pid: int | None = None) -> None:
+    """Per-process set-up; ``onnx_path``: the worker classifies too, with this exported model;
+    ``parent_pid``: the main process, whose death (kill -9 included) ends this worker."""
     from .detect import make_detector
     from .onnx_backend import OnnxEmotionModel
 
+    if parent_pid is not None:
+        _die_with(parent_pid)
     if in_pool:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
         cv2.setNumThreads(1)  # one process per core already; more threads only contend
     _WORKER.update(prep=prep, pre_cropped=pre_cropped,
                    detector=None if pre_cropped else make_detector(**detector_spec),
                    model=None if onnx_path is None else OnnxEmotionModel(onnx_path, threads=1))
+
+
+WATCHDOG_PERIOD_S = 1.0  # how often a worker checks that the main process is still there
+
+
+def _die_with(parent_pid: int) -> None:
+    """End this worker when ``parent_pid`` dies, however it dies.
+
+    A main process killed with SIGKILL cannot stop its workers, and a worker busy on a big
+    image (or blocked) would otherwise live on, holding its memory. On Linux the kernel sends
+    SIGKILL when the process that forked this one exits (the forkserver, which exits with the main
+    process); a watchdog thread covers other systems and a worker stuck between checks of the pipe.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass  # no prctl (an unusual libc): the watchdog alone
+    forked_by = os.getppid()
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != forked_by or not _alive(parent_pid):
+                os._exit(1)
+            time.sleep(WATCHDOG_PERIOD_S)
+
+    threading.Thread(target=watch, name="moodify-watchdog", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _ping(_: int) -> int:
@@ -392,7 +435,12 @@ class ResumableOutput:
                     header = record
                 else:
                     commits.append(record)
-        if header is None or header.get("moodify_batch") != LOG_VERSION or not commits:
+        if header is None or (header.get("moodify_batch") == LOG_VERSION and not commits):
+            # The run died (a full disk, kill -9) before its first commit: nothing is done, so resuming
+            # it is starting it.
+            self.start()
+            return
+        if header.get("moodify_batch") != LOG_VERSION:
             raise BatchError(f"{self.log} is not a usable progress log; start again with --overwrite")
         if header["fingerprint"] != self.fingerprint:
             changed = sorted(k for k in set(header["fingerprint"]) | set(self.fingerprint)
@@ -441,7 +489,9 @@ class ResumableOutput:
         self._log_line({"bytes": self._data.tell(), "counts": self.counts.__dict__, "last": self.last_path})
 
     def _log_line(self, record: dict) -> None:
-        self._log.write(json.dumps(record, ensure_ascii=False) + "\n")
+        # ASCII JSON: a file name that is not valid UTF-8 (a lone surrogate in Python) is written
+        # as a \udcXX escape and read back as the same str, so the log can always be written and resumed.
+        self._log.write(json.dumps(record, ensure_ascii=True) + "\n")
         self._sync(self._log)
 
     @staticmethod
@@ -563,6 +613,7 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
 
     out = Path(out)
     check_inputs(inputs)
+    _check_output_target(out)
     detector_spec = detector_spec or {"kind": "yunet"}
     fingerprint = {
         "inputs": list(inputs), "shard": list(shard) if shard else None, "pre_cropped": pre_cropped,
@@ -582,24 +633,40 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
     if model is None:
         model = load_model(model_name, backend=backend)
     resuming = resume and output.interrupted_run_exists()
-    output.resume() if resuming else output.start()
-    paths = iter_inputs(inputs, shard=shard)
     try:
-        if resuming and output.counts.inputs:
-            # Skip what is done, checking that the last done input is still where it was.
-            skipped, last = 0, None
-            for last in itertools.islice(paths, output.counts.inputs):
-                skipped += 1
-            if skipped != output.counts.inputs or last != output.last_path:
-                raise BatchError(f"the inputs changed since the interrupted run (input {output.counts.inputs:,} was "
-                                 f"{output.last_path!r}, now {last!r}); start again with --overwrite")
-        summary = _process(paths, output, model, detector_spec, pre_cropped=pre_cropped, workers=workers,
-                           chunk_size=chunk_size, batch_size=batch_size, specs=inputs, shard=shard,
-                           progress=progress)
-    finally:
-        output.close()
-    output.finish()
+        output.resume() if resuming else output.start()
+        paths = iter_inputs(inputs, shard=shard)
+        try:
+            if resuming and output.counts.inputs:
+                # Skip what is done, checking that the last done input is still where it was.
+                skipped, last = 0, None
+                for last in itertools.islice(paths, output.counts.inputs):
+                    skipped += 1
+                if skipped != output.counts.inputs or last != output.last_path:
+                    raise BatchError(f"the inputs changed since the interrupted run (input {output.counts.inputs:,} "
+                                     f"was {output.last_path!r}, now {last!r}); start again with --overwrite")
+            summary = _process(paths, output, model, detector_spec, pre_cropped=pre_cropped, workers=workers,
+                               chunk_size=chunk_size, batch_size=batch_size, specs=inputs, shard=shard,
+                               progress=progress)
+        finally:
+            output.close()
+        output.finish()
+    except OSError as exc:  # a full disk, a folder made read-only mid-run: what is committed stays committed
+        then = ("free space (or fix the permissions) and rerun the same command with --resume: nothing committed "
+                "is lost" if output.interrupted_run_exists() else "choose another -o")
+        raise BatchError(f"cannot write {exc.filename or output.partial}: {exc.strerror or exc}; {then}") from None
     return summary
+
+
+def _check_output_target(out: Path) -> None:
+    """Refuse, before any work, an output that could never be written (a folder, a read-only place)."""
+    if out.is_dir():
+        raise BatchError(f"{out} is a folder: -o takes a file name, like {out / 'results.csv'}")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the output's folders are made at the start; the first existing one must be writable
+    if not os.access(folder, os.W_OK):
+        raise BatchError(f"cannot write in {folder} (read-only or not permitted); choose another -o")
 
 
 def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec: dict, *, pre_cropped: bool,
@@ -625,7 +692,7 @@ def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec
         else:
             ctx = mp.get_context("spawn")
         executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                       initargs=(*init_args, True, onnx_path))
+                                       initargs=(*init_args, True, onnx_path, os.getpid()))
         list(executor.map(_ping, range(workers)))  # start them all now, so start-up is not counted as work
     else:
         _init_worker(*init_args, False)

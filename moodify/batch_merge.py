@@ -24,7 +24,10 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
+
 from .batch import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, BatchError, CsvFormat, JsonlFormat, csv_to_parquet, output_format
+from .labels import EMOTIONS
 
 DESCRIPTION = ("Join the outputs of sharded `moodify batch --shard K/N` runs (CSV, JSONL or Parquet) into one "
                "file, sorted by path and face.")
@@ -35,14 +38,22 @@ def read_rows(path: str | os.PathLike):
     import pandas as pd
 
     fmt = output_format(path)
+    if fmt in ("csv", "jsonl"):
+        _check_ends_with_a_whole_row(path)
     if fmt == "csv":
+        _check_field_counts(path)
         # Text columns keep "" (a file may be called "NA"); numeric ones read "" as missing.
         df = pd.read_csv(path, dtype={c: "string" for c in COLUMNS if c not in INT_COLUMNS | FLOAT_COLUMNS},
                          keep_default_na=False, na_values={c: [""] for c in INT_COLUMNS | FLOAT_COLUMNS},
                          encoding="utf-8")
     elif fmt == "jsonl":
         with open(path, encoding="utf-8") as fh:
-            df = pd.DataFrame([json.loads(line) for line in fh if line.strip()], columns=list(COLUMNS))
+            try:
+                records = [json.loads(line) for line in fh if line.strip()]
+            except json.JSONDecodeError as exc:
+                raise BatchError(f"{path}: line {exc.lineno} is not a JSON row ({exc.msg}); "
+                                 "rerun that shard") from None
+            df = pd.DataFrame(records, columns=list(COLUMNS))
     else:
         df = pd.read_parquet(path)
     missing = [c for c in COLUMNS if c not in df.columns]
@@ -56,7 +67,54 @@ def read_rows(path: str | os.PathLike):
     for c in ("emotion", "error"):
         df[c] = df[c].astype("string").replace("", pd.NA)  # CSV's empty cell and JSON's null mean the same
     df["path"] = df["path"].astype("string")
+    _check_complete_rows(df, path)
     return df
+
+
+def _check_ends_with_a_whole_row(path: str | os.PathLike) -> None:
+    """``moodify batch`` ends every row with a newline; a file that does not was cut off mid-row
+    (a copy interrupted, a disk full), and its last row may hold a number cut short."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() == 0:
+            return
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":
+            raise BatchError(f"{path}: the last row is cut off (no newline at the end): the file is incomplete; "
+                             "rerun that shard")
+
+
+def _check_field_counts(path: str | os.PathLike) -> None:
+    """Every CSV row has as many fields as the header: a short row (values lost) is refused,
+    which pandas would otherwise fill with blanks."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return
+        for number, row in enumerate(reader, start=1):
+            if len(row) != len(header):
+                raise BatchError(f"{path}: row {number} has {len(row)} fields, the header {len(header)}: "
+                                 "the file is damaged; rerun that shard")
+
+
+FACE_FIELDS = ("face", "faces", "x", "y", "w", "h", "emotion", "confidence", *EMOTIONS)
+
+
+def _check_complete_rows(df, path: str | os.PathLike) -> None:
+    """Every row is a whole face (box, emotion, all 7 probabilities), a no-face row or an error row."""
+    import pandas as pd
+
+    is_face = df["face"].notna() | df["emotion"].notna() | df[list(EMOTIONS)].notna().any(axis=1)
+    bad = (is_face & df[list(FACE_FIELDS)].isna().any(axis=1)) | (~is_face & df["faces"].isna() & df["error"].isna())
+    bad |= df["path"].isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        missing = [c for c in FACE_FIELDS if pd.isna(df[c].iloc[i])] if is_face.iloc[i] else ["faces or error"]
+        raise BatchError(f"{path}: row {i + 1} ({df['path'].iloc[i]}) is incomplete (no {', '.join(missing)}); "
+                         f"{int(bad.sum())} such row(s): the file is damaged; rerun that shard")
 
 
 def merge_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,

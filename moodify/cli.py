@@ -105,6 +105,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    # A file name that is not valid UTF-8 must not stop a run where stdout is strict UTF-8
+    # (PYTHONIOENCODING=utf-8, a pipe in some locales): its odd bytes are printed as \udcXX escapes.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
     try:
         return int(args.func(args) or 0)
     except (ModelError, DataError, ImageError, DetectorError, FileNotFoundError, ValueError) as exc:

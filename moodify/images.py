@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# PIL refuses images over ~179 megapixels as decompression bombs; we keep that guard and only
-# word its error for people.
+# Limits that hold on every decode path (Pillow's and the OpenCV fast path alike), checked from
+# the file's header before any pixel is decoded, so a small file cannot claim gigabytes:
+MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS)
+MAX_DECODED_BYTES = 512 * 2**20  # the decoded raster in bytes: same as the pixel limit for RGB, and it
+# bounds what 16-bit, alpha and float images take; those are converted to 8-bit in blocks of rows
+# (CONVERT_BLOCK_PIXELS), so converting costs one uint8 copy, not several float64 ones.
+CONVERT_BLOCK_PIXELS = 1 << 20
+# Bytes per pixel of Pillow's decoded raster, by mode (others: 4, the most any mode takes).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "RGB": 3,
+               "YCbCr": 3, "LAB": 3, "HSV": 3}
 
 
 class ImageError(Exception):
@@ -33,17 +42,28 @@ def load_image(source, *, name: str | None = None) -> np.ndarray:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _open_pil(io.BytesIO(bytes(source)), label)
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise ImageError(f"{label}: no such file")
-        if path.is_dir():
-            raise ImageError(f"{label}: is a folder, not an image")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{label}: empty file (0 bytes)")
-        return _open_pil(path, label)
+        _check_regular_file(source, label)
+        return _open_pil(Path(source), label)
     if hasattr(source, "read"):
         return _open_pil(source, label)
     raise ImageError(f"{label}: unsupported input type {type(source).__name__}")
+
+
+def _check_regular_file(path: str | os.PathLike, label: str) -> None:
+    """Refuse anything but a non-empty regular file before opening it: reading a FIFO or a
+    device named ``x.jpg`` would block forever or never end."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file") from None
+    except OSError as exc:  # a symlink loop, a permission problem, a name too long
+        raise ImageError(f"{label}: cannot open ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"{label}: is a folder, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{label}: not a regular file (a pipe, socket or device), not an image")
+    if st.st_size == 0:
+        raise ImageError(f"{label}: empty file (0 bytes)")
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -57,29 +77,56 @@ def load_gray(path: str | os.PathLike) -> np.ndarray:
     directly, about 4x faster than through Pillow, which matters at thousands of crops a second;
     every other file, and every failure, takes the ``load_image`` path with its checks and messages.
     """
+    _check_regular_file(path, str(path))
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         data = None
-    # Only whole files (a file cut short goes to Pillow, which words the problem for people) and
-    # files without an eXIf chunk (its orientation is applied by the Pillow path only).
+    # Only whole files (a file cut short goes to Pillow, which words the problem for people),
+    # files without an eXIf chunk (its orientation is applied by the Pillow path only), and only
+    # 8-bit grayscale within the size limits, as the header says (anything else is decoded by Pillow).
     if (data is not None and data[:8].tobytes() == PNG_SIGNATURE and data[-8:].tobytes() == PNG_END
-            and b"eXIf" not in data.tobytes()):
+            and _png_is_small_gray8(data) and b"eXIf" not in data.tobytes()):
         gray = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         if gray is not None and gray.ndim == 2 and gray.dtype == np.uint8:
             return gray
     return cv2.cvtColor(load_image(path), cv2.COLOR_BGR2GRAY)
 
 
+def _png_is_small_gray8(data: np.ndarray) -> bool:
+    """Whether a PNG's IHDR says 8-bit grayscale (colour type 0) within MAX_IMAGE_PIXELS."""
+    header = data[8:26].tobytes()
+    if len(header) < 18 or header[4:8] != b"IHDR":
+        return False
+    width, height = int.from_bytes(header[8:12], "big"), int.from_bytes(header[12:16], "big")
+    return header[16] == 8 and header[17] == 0 and width * height <= MAX_IMAGE_PIXELS
+
+
+def check_size(width: int, height: int, mode: str, label: str) -> None:
+    """Refuse, before decoding, an image over MAX_IMAGE_PIXELS or MAX_DECODED_BYTES."""
+    pixels = width * height
+    if pixels > MAX_IMAGE_PIXELS:
+        raise ImageError(f"{label}: too large to decode safely: {width}x{height} pixels ({pixels / 1e6:.0f} "
+                         f"megapixels) is more than the {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels Moodify decodes; "
+                         "downscale it first")
+    decoded = pixels * _MODE_BYTES.get(mode, 4)
+    if decoded > MAX_DECODED_BYTES:
+        raise ImageError(f"{label}: too large to decode safely: {width}x{height} {mode} pixels would take "
+                         f"{decoded / 2**20:,.0f} MiB decoded, more than the {MAX_DECODED_BYTES / 2**20:,.0f} MiB "
+                         "Moodify allows per image; downscale it or convert it to 8-bit first")
+
+
 def _open_pil(fp, label: str) -> np.ndarray:
     try:
         with Image.open(fp) as img:
+            check_size(img.width, img.height, img.mode, label)
             img.load()
             return pil_to_bgr(img, name=label)
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image, or a format Pillow cannot read") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{label}: too large to decode safely ({exc})") from None
+    except Image.DecompressionBombError:  # Pillow's own check, before ours: the same limit, worded alike
+        raise ImageError(f"{label}: too large to decode safely: more than the {MAX_IMAGE_PIXELS / 1e6:.0f} "
+                         "megapixels Moodify decodes; downscale it first") from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated and corrupt data as OSError / SyntaxError.
         raise ImageError(f"{label}: corrupt or truncated image ({exc})") from None
@@ -93,7 +140,14 @@ def pil_to_bgr(img: Image.Image, *, name: str = "image") -> np.ndarray:
         pass
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return array_to_bgr(np.asarray(img), name=name)
+        # Converted in blocks of rows straight from Pillow's raster: no full-size copy of it.
+        width, height = img.size
+        dtype = np.asarray(img.crop((0, 0, 1, 1))).dtype
+
+        def rows(start: int, stop: int) -> np.ndarray:
+            return np.asarray(img.crop((0, start, width, min(stop, height))))  # crop pads past the edge
+
+        return cv2.cvtColor(_to_uint8(rows, (height, width), dtype, name=name), cv2.COLOR_GRAY2BGR)
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
@@ -117,23 +171,11 @@ def array_to_bgr(arr: np.ndarray, *, name: str = "array") -> np.ndarray:
         raise ImageError(f"{name}: expected an image array (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
     if arr.dtype == np.uint8:
         pass
-    elif arr.dtype == np.uint16:
-        arr = (arr // 257).astype(np.uint8)
     elif arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     elif np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating):
-        was_float = np.issubdtype(arr.dtype, np.floating)
-        arr = arr.astype(np.float64)
-        if not np.isfinite(arr).all():
-            raise ImageError(f"{name}: image contains NaN or infinite values")
-        low, high = arr.min(), arr.max()
-        if was_float and low >= 0 and high <= 1:
-            arr = arr * 255  # float images in [0, 1]
-        elif not was_float and low >= 0 and 255 < high <= 65535:
-            arr = arr / 257  # 16-bit values in a wider integer type (Pillow's "I" mode)
-        elif high > 255 or low < 0:
-            arr = (arr - low) / max(high - low, 1e-12) * 255  # anything else: stretch to 0..255
-        arr = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+        source = arr
+        arr = _to_uint8(lambda start, stop: source[start:stop], source.shape, source.dtype, name=name)
     else:
         raise ImageError(f"{name}: unsupported pixel type {arr.dtype}")
     if arr.ndim == 2:
@@ -141,3 +183,41 @@ def array_to_bgr(arr: np.ndarray, *, name: str = "array") -> np.ndarray:
     if arr.shape[2] == 4:
         return cv2.cvtColor(arr, cv2.COLOR_BGRA2BGR)
     return np.ascontiguousarray(arr)
+
+
+def _to_uint8(rows, shape: tuple[int, ...], dtype: np.dtype, *, name: str) -> np.ndarray:
+    """uint16, wider integer or float pixels -> uint8, reading ``rows(start, stop)`` in blocks.
+
+    uint16 keeps its top byte; floats in [0, 1] are scaled by 255; integers in 256..65535 are
+    16-bit values (Pillow's "I" mode); anything else outside 0..255 is stretched to 0..255. One
+    pass finds the range and one converts, each over CONVERT_BLOCK_PIXELS at a time, so the only
+    full-size allocation is the uint8 result.
+    """
+    height = shape[0]
+    step = max(1, CONVERT_BLOCK_PIXELS // max(1, int(np.prod(shape[1:]))))
+    blocks = range(0, height, step)
+    out = np.empty(shape, dtype=np.uint8)
+    if dtype == np.uint16:
+        for start in blocks:
+            out[start:start + step] = rows(start, start + step) // 257
+        return out
+    was_float = np.issubdtype(dtype, np.floating)
+    low, high = np.inf, -np.inf
+    for start in blocks:
+        block = rows(start, start + step)
+        if was_float and not np.isfinite(block).all():
+            raise ImageError(f"{name}: image contains NaN or infinite values")
+        low, high = min(low, float(block.min())), max(high, float(block.max()))
+
+    def convert(v: np.ndarray) -> np.ndarray:
+        if was_float and low >= 0 and high <= 1:
+            return v * 255  # float images in [0, 1]
+        if not was_float and low >= 0 and 255 < high <= 65535:
+            return v / 257  # 16-bit values in a wider integer type (Pillow's "I" mode)
+        if high > 255 or low < 0:
+            return (v - low) / max(high - low, 1e-12) * 255  # anything else: stretch to 0..255
+        return v
+
+    for start in blocks:
+        out[start:start + step] = np.clip(convert(rows(start, start + step).astype(np.float64)) + 0.5, 0, 255)
+    return out

@@ -8,7 +8,8 @@ wrapper here reads those values, so normalisation, TTA and temperature happen ex
 ``moodify.weights`` and the probabilities agree with torch to ~1e-6.
 
 ``load_model(name, backend="onnx")`` exports a checkpoint on first use into
-``$MOODIFY_CACHE/onnx/<sha256>.onnx`` (default ``~/.cache/moodify``) and reuses it after that.
+``$MOODIFY_CACHE/onnx/<sha256>.onnx`` (default ``~/.cache/moodify``), records the export's own
+sha256 beside it (``<sha256>.onnx.sha256``), and reuses it after that only while it still matches.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class OnnxEmotionModel:
     def __init__(self, path: str | os.PathLike, *, name: str | None = None, threads: int | None = None):
         import onnxruntime as ort
 
-        from .weights import ModelError
+        from .weights import ModelError, check_settings
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -62,8 +63,13 @@ class OnnxEmotionModel:
         if self.labels != EMOTIONS:
             raise ModelError(f"{self.path}: label order {self.labels} differs from {EMOTIONS}; "
                              "refusing to swap classes silently")
-        self.preprocessing = Preprocessing.from_dict(json.loads(meta[META_PREFIX + "preprocessing"]))
-        self.temperature = float(meta.get(META_PREFIX + "temperature", 1.0))
+        try:
+            self.preprocessing = Preprocessing.from_dict(json.loads(meta[META_PREFIX + "preprocessing"]))
+            self.temperature = float(meta.get(META_PREFIX + "temperature", 1.0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{self.path}: preprocessing or temperature missing or malformed "
+                             f"({type(exc).__name__}: {exc})") from None
+        check_settings(self.preprocessing, self.temperature, name=str(self.path))
         self.tta = json.loads(meta.get(META_PREFIX + "tta", "false"))
         self.metrics: dict = json.loads(meta.get(META_PREFIX + "metrics", "{}"))
         self.config = NetConfig(**json.loads(meta[META_PREFIX + "config"])) if META_PREFIX + "config" in meta else None
@@ -199,6 +205,33 @@ def load_onnx_model(name_or_path: str | os.PathLike | None = None, *, threads: i
     checkpoint = load_checkpoint(path, expected_sha256=expected)
     sha = expected or sha256_file(path)
     cached = onnx_cache_dir() / f"{sha}.onnx"
-    if not cached.is_file():
+    if not _cache_intact(cached):
         export_onnx(EmotionModel(checkpoint, name=name), cached, source_sha256=sha)
+        _write_atomically(_cache_digest_path(cached), sha256_file(cached) + "\n")
     return OnnxEmotionModel(cached, name=name, threads=threads)
+
+
+def _cache_digest_path(cached: Path) -> Path:
+    return cached.with_name(cached.name + ".sha256")
+
+
+def _cache_intact(cached: Path) -> bool:
+    """Whether a cached export is the file Moodify wrote: its sha256, recorded beside it at export,
+    still matches. An edited, truncated or unrecorded (older Moodify) export is exported again."""
+    from .weights import sha256_file
+
+    digest = _cache_digest_path(cached)
+    if not (cached.is_file() and digest.is_file()):
+        return False
+    return digest.read_text(encoding="ascii", errors="replace").strip() == sha256_file(cached)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

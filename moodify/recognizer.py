@@ -6,7 +6,7 @@ checkpoint says for that detector -> one batched ``predict`` -> one ``Face`` per
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 import threading
 from dataclasses import dataclass, field
@@ -57,24 +57,19 @@ class Recognizer:
     model). ``detector``: a ``moodify.YuNetDetector`` (the default) or ``HaarDetector``, or anything
     with ``detect(image) -> boxes``; its ``kind`` picks the crop framing stored with the model.
 
-    Safe to share between threads: OpenCV's detectors are not, so each thread that calls
-    ``analyze`` gets its own copy of the detector (the network's inference is thread-safe).
+    Thread-safe: one Recognizer can serve many threads (a web server's). OpenCV's detectors are
+    not (two threads in one cascade return wrong boxes or raise), so each thread detects with its
+    own copy of ``detector``, rebuilt from its settings (``dataclasses.replace``); a detector that
+    is not a dataclass cannot be copied that way and is shared, one detection at a time.
     """
 
     def __init__(self, model: EmotionModel | str | os.PathLike | None = None, detector: Detector | None = None):
         # Any object with predict() and preprocessing works (e.g. the onnxruntime backend's model).
         self.model = load_model(model) if model is None or isinstance(model, (str, os.PathLike)) else model
         self.detector = detector if detector is not None else make_detector()
+        self._owner = threading.get_ident()  # this thread uses ``detector`` itself; others get copies
         self._local = threading.local()
-        self._owner = threading.get_ident()
-
-    def _thread_detector(self) -> Detector:
-        if threading.get_ident() == self._owner:
-            return self.detector
-        local = getattr(self._local, "detector", None)
-        if local is None or self._local.source is not self.detector:
-            self._local.detector, self._local.source = _copy_detector(self.detector), self.detector
-        return self._local.detector
+        self._shared_lock = threading.Lock()
 
     def analyze(self, image) -> list[Face]:
         """Faces in ``image`` (a path, bytes, PIL image, or BGR/grayscale numpy array), largest first.
@@ -96,8 +91,17 @@ class Recognizer:
         return self.classify(gray, detections)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        """The detector's faces in a BGR or grayscale uint8 image, largest first."""
-        return find_faces(self._thread_detector(), image)
+        """The detector's faces in a BGR or grayscale uint8 image, largest first, with this thread's detector."""
+        detector = self.detector
+        if not dataclasses.is_dataclass(detector):
+            with self._shared_lock:
+                return find_faces(detector, image)
+        if threading.get_ident() == self._owner:
+            return find_faces(detector, image)
+        local = self._local
+        if getattr(local, "template", None) is not detector:  # first use here, or ``detector`` was replaced
+            local.template, local.detector = detector, dataclasses.replace(detector)
+        return find_faces(local.detector, image)
 
     def crops(self, gray: np.ndarray, faces) -> np.ndarray:
         """The network inputs (N, 48, 48) uint8 for ``faces`` (detections or boxes), framed for this detector."""
@@ -110,11 +114,3 @@ class Recognizer:
         return [Face(tuple(int(v) for v in d.box), dict(zip(EMOTIONS, map(float, p))), crop, d.landmarks)
                 for d, p, crop in zip(detections, probs, crops)]
 
-
-def _copy_detector(detector: Detector) -> Detector:
-    """A detector with the same settings and its own OpenCV object (dataclasses rebuild it)."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(detector):
-        return dataclasses.replace(detector)
-    return copy.deepcopy(detector)

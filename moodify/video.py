@@ -238,6 +238,8 @@ class VideoReader:
                 raise VideoError(f"{self.name}: no such file")
             if path.is_dir():
                 raise VideoError(f"{self.name}: is a folder, not a video")
+            if not path.is_file():  # reading a FIFO that nobody writes to would block forever
+                raise VideoError(f"{self.name}: not a regular file (a pipe, socket or device); give a video file")
             if path.stat().st_size == 0:
                 raise VideoError(f"{self.name}: empty file (0 bytes)")
         try:
@@ -326,6 +328,11 @@ class VideoWriter:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise VideoError(f"{self.path}: folder {self.path.parent} does not exist")
+        # Checked now, not at the first frame or the last: a job must not run to find it cannot write.
+        if self.path.is_dir():
+            raise VideoError(f"{self.path}: is a folder; give a file name, like {self.path / 'annotated.mp4'}")
+        if not os.access(self.path.parent, os.W_OK):
+            raise VideoError(f"{self.path}: cannot write in {self.path.parent} (read-only or not permitted)")
         self.fps = float(fps) if fps and fps > 0 else DEFAULT_FPS
         self.codec = codec if codec != "auto" else ("h264" if h264_available() else "mp4v")
         self.preset = preset
@@ -373,9 +380,15 @@ class VideoWriter:
 
     def close(self) -> None:
         if self._av is not None:
-            self._av.mux(self._av_stream.encode(None))  # flush the frames the encoder holds back
-            self._av.close()
-            self._av = None
+            import av
+
+            container, self._av = self._av, None
+            try:
+                container.mux(self._av_stream.encode(None))  # flush the frames the encoder holds back
+                container.close()
+            except (OSError, av.error.FFmpegError) as exc:  # a full disk, a vanished folder
+                raise VideoError(f"{self.path}: finishing the video failed after {self.frames_written} frames "
+                                 f"({exc})") from None
         if self._cv is not None:
             self._cv.release()
             self._cv = None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict
+import pickle
+import zipfile
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,7 +30,49 @@ REGISTRY: dict[str, dict[str, str]] = {
 
 
 class ModelError(Exception):
-    """A model that cannot be loaded: unknown name, missing or corrupt file, wrong labels."""
+    """A model that cannot be loaded: unknown name, missing or corrupt file, wrong labels.
+
+    The message is always one line (a library's multi-line explanation is joined into it).
+    """
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(line.strip() for line in str(message).splitlines() if line.strip()))
+
+
+def check_settings(prep: Preprocessing, temperature: float, *, name: str) -> None:
+    """Refuse preprocessing or a calibration temperature that would make every prediction wrong or NaN."""
+    numbers = {"temperature": temperature, "mean": prep.mean, "std": prep.std, "framing scale": prep.framing.scale,
+               "framing shift_x": prep.framing.shift_x, "framing shift_y": prep.framing.shift_y}
+    for what, value in numbers.items():
+        if not np.isfinite(value):
+            raise ModelError(f"{name}: {what} is {value}; the checkpoint is damaged")
+    for what in ("temperature", "std", "framing scale"):
+        if numbers[what] <= 0:
+            raise ModelError(f"{name}: {what} must be positive, got {numbers[what]}; the checkpoint is damaged")
+    if prep.input_size < 8:
+        raise ModelError(f"{name}: input_size {prep.input_size} is not a usable face size; the checkpoint is damaged")
+
+
+def _net_config(config: Any, *, name: str) -> NetConfig:
+    """A NetConfig from a checkpoint's dict, refusing unknown keys and values no network can have."""
+    known = {f.name for f in fields(NetConfig)}
+    if not isinstance(config, dict):
+        raise ModelError(f"{name}: the checkpoint has no network config; it is not a Moodify checkpoint")
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ModelError(f"{name}: unknown network config key(s) {', '.join(map(str, unknown))}; "
+                         "made by a newer Moodify, or damaged")
+    try:
+        net = NetConfig(**config)
+        widths = [int(w) for w in net.widths]
+        ok = (widths and min(widths) > 0 and int(net.convs_per_block) > 0 and int(net.hidden) > 0
+              and int(net.num_classes) == len(EMOTIONS) and 0 <= float(net.dropout) < 1
+              and int(net.input_size) // 2 ** len(widths) >= 1)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ModelError(f"{name}: network config {config} describes no usable network; the checkpoint is damaged")
+    return net
 
 
 def make_checkpoint(net: torch.nn.Module, config: NetConfig, prep: Preprocessing, *, temperature: float = 1.0,
@@ -77,16 +121,34 @@ class EmotionModel:
         if labels != EMOTIONS:
             raise ModelError(f"{name}: label order {labels} differs from {EMOTIONS}; refusing to swap classes silently")
         self.name = name
-        self.config = NetConfig(**checkpoint["config"])
-        self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
-        self.temperature = float(checkpoint.get("temperature", 1.0))
+        self.config = _net_config(checkpoint.get("config"), name=name)
+        try:
+            self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
+            self.temperature = float(checkpoint.get("temperature", 1.0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{name}: preprocessing or temperature missing or malformed ({type(exc).__name__}: "
+                             f"{exc}); the checkpoint is damaged") from None
+        check_settings(self.preprocessing, self.temperature, name=name)
+        if self.preprocessing.input_size != self.config.input_size:
+            raise ModelError(f"{name}: preprocessing makes {self.preprocessing.input_size}-pixel faces, the network "
+                             f"takes {self.config.input_size}; the checkpoint is damaged")
         self.tta = bool(checkpoint.get("tta", False))
         self.metrics: dict = checkpoint.get("metrics", {})
         self.training: dict = checkpoint.get("training", {})
         self.labels = labels
         self.device = torch.device(device)
         net = EmotionNet(self.config)
-        net.load_state_dict(clean_state_dict(checkpoint["state_dict"]))
+        state = checkpoint.get("state_dict")
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ModelError(f"{name}: the state_dict is not a dict of tensors; the checkpoint is damaged")
+        try:
+            net.load_state_dict(clean_state_dict(state))
+        except RuntimeError as exc:
+            raise ModelError(f"{name}: the weights do not fit the network its config describes "
+                             f"({str(exc).splitlines()[-1].strip()}); the checkpoint is damaged") from None
+        broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if broken:
+            raise ModelError(f"{name}: NaN or infinite weights in {', '.join(broken[:3])}; the checkpoint is damaged")
         # Inference only: BatchNorm folded into the layers before it (same outputs, ~1.3x faster).
         self.net = fold_batchnorm(net).to(self.device, memory_format=torch.channels_last)
 
@@ -161,13 +223,36 @@ def load_checkpoint(path: str | os.PathLike, *, expected_sha256: str | None = No
         if actual != expected_sha256:
             raise ModelError(f"{path}: sha256 {actual} does not match the registry ({expected_sha256}); "
                              "the file is corrupt or was replaced (a Git LFS pointer?)")
+    _check_zip_crcs(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; all mean "not a checkpoint"
-        raise ModelError(f"{path}: not a readable Moodify checkpoint ({type(exc).__name__}: {exc})") from exc
+        # Never pass on torch's hint to retry with weights_only=False: that runs whatever code the file holds.
+        hint = ("weights_only", "Weights only", "torch.load", "file an issue")
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = [line for line in lines if not any(h in line for h in hint)]
+        if isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower():
+            raise ModelError(f"{path}: not a Moodify checkpoint: it holds Python objects other than plain data "
+                             "(a pickled class or code), which a Moodify checkpoint never does; refused unread") from None
+        first = (detail or [""])[0].removeprefix("WeightsUnpickler error:").strip()
+        raise ModelError(f"{path}: not a readable Moodify checkpoint ({type(exc).__name__}: {first})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ModelError(f"{path}: not a Moodify checkpoint (no state_dict)")
     return checkpoint
+
+
+def _check_zip_crcs(path: Path) -> None:
+    """torch.load does not check the CRCs of its zip archive, so one flipped byte in a weight
+    loads silently and predicts nonsense; Python's zipfile does check them."""
+    if not zipfile.is_zipfile(path):
+        return  # not torch's zip format: torch.load says what it is
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ModelError(f"{path}: damaged checkpoint file ({exc})") from None
+    if bad is not None:
+        raise ModelError(f"{path}: damaged checkpoint file (checksum mismatch in {bad}); download or copy it again")
 
 
 def rewrite_checkpoint(name_or_path: str | os.PathLike | None, update: Callable[[dict[str, Any]], None]) -> Path:
