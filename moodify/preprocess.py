@@ -45,6 +45,8 @@ class Framing:
             raise ValueError(f"framing anchor must be 'box' or 'eyes', got {self.anchor!r}")
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"framing scale must be a positive number, got {self.scale}")
+        if not (np.isfinite(self.shift_x) and np.isfinite(self.shift_y)):
+            raise ValueError(f"framing shifts must be numbers, got {self.shift_x}, {self.shift_y}")
 
     @property
     def needs_landmarks(self) -> bool:

@@ -455,13 +455,18 @@ def _broken(checkpoint: dict, how: str) -> dict:
         del ckpt["preprocessing"]
     elif how == "state_dict not tensors":
         ckpt["state_dict"] = {"features.0.weight": [1, 2, 3]}
+    elif how == "yunet framing NaN shift":
+        ckpt["preprocessing"]["framings"]["yunet"]["shift_y"] = float("nan")
+    elif how == "yunet framing unknown anchor":
+        ckpt["preprocessing"]["framings"]["yunet"]["anchor"] = "nose"
     else:
         raise ValueError(how)
     return ckpt
 
 
 BROKEN = ["temperature -1", "temperature 0", "temperature nan", "std 0", "NaN weight", "no config",
-          "unknown config key", "wrong shape", "input_size 0", "no preprocessing", "state_dict not tensors"]
+          "unknown config key", "wrong shape", "input_size 0", "no preprocessing", "state_dict not tensors",
+          "yunet framing NaN shift", "yunet framing unknown anchor"]
 
 
 @pytest.mark.parametrize("how", BROKEN)
