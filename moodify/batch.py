@@ -304,19 +304,19 @@ def _analyze(path: str) -> _Analyzed:
 # Output formats
 
 
-def _fmt_float(v: float) -> str:
-    return f"{v:.6f}"
+# Landmarks are pixel positions: a tenth of a pixel is all the precision they have.
+_DECIMALS = tuple(1 if c in LANDMARK_COLUMNS else 6 for c in COLUMNS)
 
 
 class CsvFormat:
-    """CSV with a header row; probabilities with 6 decimals; empty cells for missing values."""
+    """CSV with a header row; probabilities with 6 decimals, landmarks with 1; empty cells for missing values."""
 
     def header(self) -> bytes:
         return self._encode([COLUMNS])
 
     def encode(self, rows: Iterable[tuple]) -> bytes:
-        return self._encode(tuple("" if v is None else _fmt_float(v) if isinstance(v, float) else v for v in row)
-                            for row in rows)
+        return self._encode(tuple("" if v is None else f"{v:.{d}f}" if isinstance(v, float) else v
+                                  for v, d in zip(row, _DECIMALS)) for row in rows)
 
     @staticmethod
     def _encode(rows: Iterable[Sequence]) -> bytes:
