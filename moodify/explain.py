@@ -25,7 +25,9 @@ from .preprocess import normalize
 from .weights import EmotionModel, _check_faces
 
 # Hooks live on the shared network: two threads (say, two Streamlit sessions) explaining at once
-# would see each other's activations, so one explanation runs at a time.
+# would see each other's activations, so one explanation runs at a time; and a hook keeps only
+# what its own thread's forward pass produced, so a ``predict`` on another thread (the webcam's,
+# another session's upload) running through the same network cannot slip its output in.
 _LOCK = threading.Lock()
 
 
@@ -111,7 +113,13 @@ def _gradcam_batch(net: nn.Module, layer: nn.Module, x: torch.Tensor, targets: t
     """Unnormalised Grad-CAM (N, H, W) at the input resolution for a normalised batch ``x``
     (call with gradients enabled and inference mode off)."""
     captured: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda _m, _i, output: captured.append(output))
+    me = threading.get_ident()
+
+    def keep(_module, _inputs, output) -> None:
+        if threading.get_ident() == me:
+            captured.append(output)
+
+    handle = layer.register_forward_hook(keep)
     device = next(net.parameters()).device
     try:
         x = x.to(device).contiguous(memory_format=torch.channels_last).requires_grad_(True)
