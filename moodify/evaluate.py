@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .argparsing import HelpFormatter
-from .data import SPLITS, load_dataset
+from .data import SPLITS, DataError, load_dataset
 from .labels import EMOTIONS
 from .metrics import classification_report, reliability, softmax
 from .weights import EmotionModel, load_model
@@ -128,7 +128,11 @@ def main(args: argparse.Namespace) -> dict:
     if args.photos:
         return evaluate_photos_main(args)
     model = load_model(args.model)  # FER2013 scoring needs logits: the torch model
-    split = load_dataset(args.data, labels=args.labels)[args.split]
+    sets = load_dataset(args.data, labels=args.labels)
+    if args.split not in sets:
+        raise DataError(f"the data has no {args.split} split (in a folder layout PrivateTest is test/, PublicTest "
+                        f"val/); it has {', '.join(sets)}: pick one with --split")
+    split = sets[args.split]
     report = evaluate_model(model, split.images, split.labels, tta=args.tta)
     print(format_report(report, header=f"{model.name} on {args.split} ({args.labels} labels)"))
     if args.out:

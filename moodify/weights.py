@@ -272,10 +272,14 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "
 
     ``backend="onnx"`` runs the same network through onnxruntime (``moodify.onnx_backend``): a
     checkpoint is exported once into a cache keyed by its sha256; a .onnx path is used as it is.
+    It runs on the CPU only: any other ``device`` is refused rather than ignored.
     """
     if backend == "onnx":
         from .onnx_backend import load_onnx_model
 
+        if torch.device(device).type != "cpu":
+            raise ModelError(f"the onnx backend runs on the CPU only, not {device!r}; "
+                             "use backend='torch' (--backend torch) for a GPU")
         return load_onnx_model(name_or_path)
     if backend != "torch":
         raise ModelError(f"unknown backend {backend!r}: use torch or onnx")

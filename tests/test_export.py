@@ -120,3 +120,12 @@ def test_int8_quantization_gives_a_working_model(exported, model, faces, tmp_pat
     assert probs.shape == (len(faces), 7) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     # int8 rounding moves probabilities a little, not a lot.
     assert np.abs(probs - model.predict(faces)).max() < 0.1
+
+
+def test_onnx_backend_refuses_a_device_it_cannot_use(exported):
+    import moodify
+
+    with pytest.raises(moodify.ModelError, match="CPU only"):
+        moodify.load_model(exported, backend="onnx", device="cuda")
+    assert moodify.load_model(exported, backend="onnx", device="cpu").predict(
+        np.zeros((1, 48, 48), np.uint8)).shape == (1, 7)

@@ -198,3 +198,20 @@ def test_augmentation_differs_per_face_and_keeps_shape():
     assert len(distinct) == 16  # each face got its own warp, not one shared draw
     off = augment_batch(x, AugmentConfig(shift=0, scale=0, rotate=0, flip=False, erase_p=0))
     assert torch.allclose(off, x, atol=1e-5)
+
+
+def test_evaluate_on_a_folder_without_test_says_so_in_one_line(tmp_path, capsys):
+    import cv2
+
+    from moodify.cli import main as cli
+
+    faces, labels = synthetic_faces(2)
+    for i, (face, label) in enumerate(zip(faces, labels)):
+        folder = tmp_path / "train" / ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"][label]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{i}.png"), face)
+    assert cli(["evaluate", "--data", str(tmp_path)]) == 2  # PrivateTest is test/, which is missing
+    err = capsys.readouterr().err.strip()
+    assert "no PrivateTest split" in err and "Training, PublicTest" in err and "\n" not in err
+    assert cli(["evaluate", "--data", str(tmp_path), "--split", "PublicTest"]) == 0
+    assert "accuracy" in capsys.readouterr().out
