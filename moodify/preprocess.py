@@ -2,12 +2,15 @@
 
 Two steps, both described by values stored in every checkpoint:
 
-* framing: where the 48x48 crop sits relative to a face detector's box. FER2013 faces are
-  framed looser than a Haar box (forehead, chin and some background show), so a crop that is
-  just the detector box would look unlike anything the network was trained on. The constants
-  below were measured, not guessed: ``python -m moodify.framing --data ../shared/data`` runs the
-  Haar detector on upscaled FER2013 faces and reports where its box falls inside the frame.
+* framing: where the 48x48 crop sits on a detected face (``Framing``), one per detector, since a
+  YuNet box and a Haar box sit differently on a face. The framings are measured, not guessed:
+  ``python -m moodify.framing --photos`` scores the model on labelled real photos over a grid of
+  framings and records the best (the model cards give the commands and figures);
+  ``python -m moodify.framing --data`` measured how FER2013 itself frames a face (a Haar box on
+  upscaled training faces), which is kept as the training data's own framing.
 * normalisation: uint8 pixels -> float, minus the training-set mean, over its std.
+
+``crop_face`` is the one crop every path uses (API, batch, video, live, the web app, evaluation).
 """
 
 from __future__ import annotations

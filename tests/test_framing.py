@@ -58,3 +58,39 @@ def test_record_framing_moves_only_the_crop(tmp_path):
     faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
     np.testing.assert_allclose(after.predict(faces), before.predict(faces), atol=1e-6)
     assert after.metrics == before.metrics
+
+
+def test_framing_on_labelled_photos_picks_scores_and_records_per_detector(tmp_path, astronaut_bgr, capsys):
+    """``python -m moodify.framing --photos``: a grid per framing family, the pick recorded per detector."""
+    import json
+    import shutil
+
+    import cv2
+
+    from moodify.framing import FAMILIES, main
+    from moodify.weights import load_model, resolve_model_path
+
+    photos = tmp_path / "photos"
+    (photos / "happy").mkdir(parents=True)
+    for i, shift in enumerate((0, 12, -12)):
+        moved = cv2.warpAffine(astronaut_bgr, np.float32([[1, 0, shift], [0, 1, -shift]]), (512, 512),
+                               borderMode=cv2.BORDER_REFLECT)
+        cv2.imwrite(str(photos / "happy" / f"astronaut{i}.jpg"), moved)
+    path = tmp_path / "model.pt"
+    shutil.copy(resolve_model_path(None)[0], path)
+    main(["--photos", str(photos), "--model", str(path), "--backend", "onnx", "--record", str(path)])
+    result = json.loads(capsys.readouterr().out.split("\nrecorded")[0])
+    assert result["detector"] == "yunet" and result["faces_found"] == 3
+    assert set(result["families"]) == set(FAMILIES)  # YuNet gives landmarks: eye-anchored and levelled too
+    assert all(0 <= f["accuracy"] <= 1 for f in result["families"].values())
+    prep = load_model(path).preprocessing
+    assert prep.framing_for("yunet") == Framing(**result["framing"])
+    assert prep.framing_for("yunet", landmarks=False) == Framing(**result["box_framing"])
+    # Haar has no landmarks: box framings only, recorded beside YuNet's.
+    main(["--photos", str(photos), "--model", str(path), "--backend", "onnx", "--detector", "haar",
+          "--record", str(path)])
+    haar = json.loads(capsys.readouterr().out.split("\nrecorded")[0])
+    assert list(haar["families"]) == ["box"]
+    prep = load_model(path).preprocessing
+    assert prep.framing_for("haar") == Framing(**haar["framing"])
+    assert prep.framing_for("yunet") == Framing(**result["framing"])
