@@ -12,10 +12,12 @@ on GPU): each process takes its own slice of every epoch's shuffled order.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -240,8 +242,24 @@ def main(args: argparse.Namespace) -> dict:
     rank, world, device = _setup_distributed(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    amp = args.amp == "on" or (args.amp == "auto" and (device.type == "cuda" or _cpu_has_bf16()))
     out = Path(args.out)
+    ckpt_path = out / "checkpoint.pt"
+    command = "moodify train " + " ".join(_argv_of(args))  # as typed, for the provenance
+    state, provenance = None, {"command": command, "resumes": []}
+    if args.resume:
+        if not ckpt_path.exists():
+            raise TrainError(f"--resume but no checkpoint at {ckpt_path}")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if "args" in state:
+            args, notes = resume_arguments(args, state["args"])
+            for note in notes if rank == 0 else ():
+                print(f"moodify train: --resume: {note}", file=sys.stderr)
+            provenance = {"command": state["provenance"]["command"],
+                          "resumes": [*state["provenance"]["resumes"], command]}
+        elif rank == 0:
+            print("moodify train: --resume: this checkpoint records no arguments (an older Moodify); "
+                  "the command line's are used", file=sys.stderr)
+    amp = args.amp == "on" or (args.amp == "auto" and (device.type == "cuda" or _cpu_has_bf16()))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     _seed_everything(args.seed)
@@ -269,7 +287,7 @@ def main(args: argparse.Namespace) -> dict:
         optimizer = torch.optim.AdamW(_param_groups(net, args.weight_decay), lr=args.lr)
     steps_per_epoch = len(train) // world // args.batch_size
     if steps_per_epoch == 0:
-        raise SystemExit(f"moodify train: {len(train)} training faces is less than one batch of {args.batch_size}")
+        raise TrainError(f"{len(train)} training faces is less than one batch of {args.batch_size}")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(int(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch))
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True) \
@@ -277,12 +295,12 @@ def main(args: argparse.Namespace) -> dict:
     generator = torch.Generator().manual_seed(args.seed * 7919 + rank)
 
     start_epoch, best = 0, {"accuracy": -1.0, "epoch": -1}
-    ckpt_path = out / "checkpoint.pt"
-    if args.resume:
-        if not ckpt_path.exists():
-            raise SystemExit(f"moodify train: --resume but no checkpoint at {ckpt_path}")
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        net.load_state_dict(state["model"])
+    if state is not None:
+        try:
+            net.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise TrainError(f"{ckpt_path} holds a different network than the command line builds "
+                             f"({str(exc).splitlines()[0]}); resume with the options it was started with") from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None and state.get("ema") is not None:
@@ -296,7 +314,7 @@ def main(args: argparse.Namespace) -> dict:
 
     # Computed after --resume so that finishing a completed run (e.g. --resume --tta off) skips it.
     teacher = _teacher_probabilities(args, train.images) if args.teacher and start_epoch < args.epochs else None
-    training_info = {"command": "moodify train " + " ".join(_argv_of(args)), "seed": args.seed,
+    training_info = {"command": provenance["command"], "resumes": provenance["resumes"], "seed": args.seed,
                      "world_size": world, "device": str(device), "amp_bf16": amp,
                      "train_faces": len(train), "labels": args.labels, "teacher": args.teacher}
     for epoch in range(start_epoch, args.epochs):
@@ -322,30 +340,35 @@ def main(args: argparse.Namespace) -> dict:
             _atomic_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                           "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                          "epoch": epoch, "best": best}, ckpt_path)
+                          "epoch": epoch, "best": best, "args": _recorded_args(args),
+                          "config": dataclasses.asdict(config), "provenance": provenance}, ckpt_path)
         if world > 1:
             dist.barrier()
 
     result = {}
     if rank == 0:
-        result = finalize(out / "best.pt", val, out / "model.pt", tta=args.tta)
+        result = finalize(out / "best.pt", val, out / "model.pt", tta=args.tta, provenance=provenance)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return result
 
 
-def finalize(best_path: Path, val: FaceSet, out_path: Path, *, tta: str = "auto") -> dict:
+def finalize(best_path: Path, val: FaceSet, out_path: Path, *, tta: str = "auto",
+             provenance: dict | None = None) -> dict:
     """Fit the temperature on PublicTest, write the shippable model.
 
     ``tta``: "auto" turns flip TTA on where it is more accurate on PublicTest; "on"/"off" force it
-    (off halves the cost of ``predict``, for a model that must be fast).
+    (off halves the cost of ``predict``, for a model that must be fast). ``provenance``: the run's
+    first command and every resume, recorded in the model (the best epoch may predate a resume).
     """
-    checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
-    net = EmotionNet(NetConfig(**checkpoint["config"]))
-    net.load_state_dict(checkpoint["state_dict"])
-    net = net.to(memory_format=torch.channels_last).eval()
-    prep = Preprocessing.from_dict(checkpoint["preprocessing"])
+    from .weights import EmotionModel, load_checkpoint
+
+    checkpoint = load_checkpoint(best_path)
+    # The one loader (format, labels and values checked), whose inference network gives the same
+    # logits as the trained one (BatchNorm folded).
+    model = EmotionModel(checkpoint, name=str(best_path))
+    net, prep = model.net, model.preprocessing
     choice = {}
     for flip in (False, True):
         _, logits = validate(net, val, prep, tta=flip)
@@ -355,6 +378,8 @@ def finalize(best_path: Path, val: FaceSet, out_path: Path, *, tta: str = "auto"
     report, temperature = choice[use_tta]
     checkpoint["temperature"] = temperature
     checkpoint["tta"] = use_tta
+    if provenance is not None:
+        checkpoint["training"].update(command=provenance["command"], resumes=provenance["resumes"])
     checkpoint["training"]["tta_choice"] = {("on" if flip else "off"): round(v[0]["accuracy"], 6)
                                             for flip, v in choice.items()}
     checkpoint["metrics"] = {"PublicTest": {k: report[k] for k in ("n", "accuracy", "macro_f1", "nll", "ece")}}
@@ -362,6 +387,48 @@ def finalize(best_path: Path, val: FaceSet, out_path: Path, *, tta: str = "auto"
     print(json.dumps({"model": str(out_path), "tta": use_tta, "temperature": round(temperature, 4),
                       **checkpoint["metrics"]["PublicTest"]}), flush=True)
     return checkpoint["metrics"]
+
+
+class TrainError(ValueError):
+    """A training run that cannot start or resume; the message says why (``cli.main`` prints it)."""
+
+
+# Options that define the network a checkpoint holds: a resumed run always takes them from it.
+NETWORK_OPTIONS = ("widths", "convs_per_block", "hidden", "dropout")
+# Options that belong to the machine or the invocation, never restored from a checkpoint.
+PER_RUN_OPTIONS = ("resume", "out", "data", "device", "threads", "command", "func")
+
+
+def _recorded_args(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in ("command", "func")}
+
+
+def resume_arguments(args: argparse.Namespace, saved: dict) -> tuple[argparse.Namespace, list[str]]:
+    """The arguments a resumed run uses, and what to tell the user about them.
+
+    The network options always come from the checkpoint. Any other option left at its default on
+    the command line takes the checkpoint's value (``--resume`` alone continues the run as it was
+    started); one given with another value replaces it (e.g. a shorter ``--epochs``), and is said.
+    """
+    defaults = vars(get_args_parser().parse_args([]))
+    merged, notes = vars(args).copy(), []
+    for key, old in saved.items():
+        if key in PER_RUN_OPTIONS or key not in merged or merged[key] == old:
+            continue
+        flag, new = "--" + key.replace("_", "-"), merged[key]
+        if key in NETWORK_OPTIONS:
+            if new != defaults.get(key):
+                notes.append(f"{flag} {_shown(old)} from the checkpoint (the network it holds), not {_shown(new)}")
+            merged[key] = old
+        elif new == defaults.get(key):
+            merged[key] = old
+        else:
+            notes.append(f"{flag} {_shown(new)} replaces the checkpoint's {_shown(old)}")
+    return argparse.Namespace(**merged), notes
+
+
+def _shown(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _argv_of(args: argparse.Namespace) -> list[str]:

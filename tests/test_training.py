@@ -215,3 +215,34 @@ def test_evaluate_on_a_folder_without_test_says_so_in_one_line(tmp_path, capsys)
     assert "no PrivateTest split" in err and "Training, PublicTest" in err and "\n" not in err
     assert cli(["evaluate", "--data", str(tmp_path), "--split", "PublicTest"]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_resume_rebuilds_the_run_from_its_checkpoint_and_keeps_its_provenance(synthetic_root, tmp_path,
+                                                                               monkeypatch, capsys):
+    out = tmp_path / "run"
+    first = ["train", "--data", str(synthetic_root), "--out", str(out), *TINY]
+    real_epoch = train.train_one_epoch
+
+    def crash_in_second_epoch(*args, epoch, **kwargs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", crash_in_second_epoch)
+    assert cli.main(first) == 130
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    capsys.readouterr()
+    # Other widths on the command line, and no other option: the checkpoint's network and options win,
+    # and the user is told; a changed --epochs is the user's to change, and is said too.
+    assert cli.main(["train", "--data", str(synthetic_root), "--out", str(out), "--resume", "--threads", "2",
+                     "--widths", "16", "32", "--epochs", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "--widths 8 16 from the checkpoint" in err and "--epochs 3 replaces the checkpoint's 4" in err
+    model = load_model(out / "model.pt")
+    assert model.config.widths == [8, 16] and model.config.hidden == 32
+    training = model.training
+    assert training["command"].startswith("moodify train") and "--widths 8 16" in training["command"]
+    assert len(training["resumes"]) == 1 and "--resume" in training["resumes"][0]
+    assert training["seed"] == 3  # restored, though the resume command did not give it
+    log = [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3]
