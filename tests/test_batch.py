@@ -124,6 +124,7 @@ def test_summary_reports_counts(photos, tmp_path, capsys):
     assert "8 images: 5 faces, 1 without a face, 3 errors" in summary and "images/s" in summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "torch"])  # onnx workers classify their own faces; torch's are classified here
 def test_worker_processes_give_the_same_rows(photos, tmp_path, backend):
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
@@ -221,6 +222,7 @@ def many_crops(crops, tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_equals_an_uninterrupted_run(many_crops, tmp_path):
     reference = tmp_path / "reference.csv"
     assert run(many_crops, "-o", reference, "--pre-cropped", "--chunk-size", "3") == 0

@@ -62,6 +62,7 @@ def test_json_keeps_errors_next_to_results(astronaut_jpg, tmp_path, capsys):
     assert len(result[1]["faces"]) == 1
 
 
+@pytest.mark.slow
 def test_python_dash_m_works_like_the_console_script(astronaut_jpg):
     run = subprocess.run([sys.executable, "-m", "moodify", "classify", "--json", str(astronaut_jpg)],
                          capture_output=True, text=True, timeout=600)

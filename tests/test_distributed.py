@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from moodify.weights import load_model
@@ -14,6 +15,7 @@ from moodify.weights import load_model
 from synthetic import write_fer2013_csv
 
 PROBE = Path(__file__).with_name("ddp_probe.py")
+pytestmark = pytest.mark.slow  # the fast subset (README) leaves it out
 
 
 def test_two_processes_see_different_faces_and_end_with_identical_weights(tmp_path):

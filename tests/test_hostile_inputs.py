@@ -71,6 +71,7 @@ def test_resume_after_a_non_utf8_name_finds_it_again(non_utf8_folder, tmp_path):
     assert again.last_path == name and again.counts.inputs == 1
 
 
+@pytest.mark.slow
 def test_classify_on_strict_utf8_stdout_prints_every_file(non_utf8_folder):
     names = [os.path.join(os.fsencode(non_utf8_folder), NON_UTF8), os.fsencode(non_utf8_folder / "a.jpg")]
     done = subprocess.run([sys.executable, "-m", "moodify", "classify", *names], cwd=PROJECT, capture_output=True,
@@ -91,6 +92,7 @@ def fifo_folder(astronaut_jpg, tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--pre-cropped"]])
 def test_batch_gives_a_fifo_an_error_row_instead_of_hanging(fifo_folder, tmp_path, extra):
     out = tmp_path / "out.csv"
@@ -219,6 +221,7 @@ def bomb_png(tmp_path_factory) -> Path:
     return png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png", 30000, 30000)  # 875 KB claiming 900 MP
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--pre-cropped"]])
 def test_batch_refuses_a_decompression_bomb_like_classify(bomb_png, tmp_path, extra):
     out = tmp_path / "out.csv"
@@ -241,6 +244,7 @@ def test_one_pixel_limit_on_every_decode_path(tmp_path):
 
 # 7. Float TIFFs -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_float_tiff_is_converted_without_float64_copies(tmp_path):
     import tracemalloc
 
@@ -261,6 +265,7 @@ def test_a_float_tiff_is_converted_without_float64_copies(tmp_path):
     assert peak < 8 * h * w  # bytes: the uint8 result, its BGR and gray copies (5 bytes a pixel); float64 copies took 40
 
 
+@pytest.mark.slow
 def test_images_over_the_byte_budget_are_refused_before_decoding(tmp_path):
     from moodify.images import MAX_DECODED_BYTES, ImageError, check_size, load_image
 
@@ -570,6 +575,7 @@ def many_photos(astronaut_jpg, tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["4k", "8k"])  # full before the first commit; full after a few chunks
 def test_batch_onto_a_full_disk_stops_in_one_line_and_resumes_exactly(small_disk, many_photos, tmp_path, capsys, size):
     point, remount = small_disk

@@ -23,6 +23,7 @@ from moodify.live import NO_GUI
 from test_video import decoded_frames, moving_face_frames, write_avi
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+pytestmark = pytest.mark.slow  # the fast subset (README) leaves it out
 
 
 def _require(tools: list[str]) -> None:

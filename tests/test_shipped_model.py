@@ -7,7 +7,7 @@ import pytest
 from moodify.evaluate import evaluate_model
 from moodify.weights import REGISTRY, load_model
 
-pytestmark = pytest.mark.data
+pytestmark = [pytest.mark.data, pytest.mark.slow]
 
 # Floors each shipped file must keep on PrivateTest; the model cards give the measured figures
 # (default 67.8% / ECE 2.4%, accurate 68.3% / ECE 2.1%). fer's mini-Xception scores about 66%.

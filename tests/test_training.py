@@ -31,6 +31,7 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MOODIFY_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 def test_tiny_training_run_learns_and_writes_a_usable_model(synthetic_root, tmp_path):
     out = tmp_path / "run"
     assert cli.main(["train", "--data", str(synthetic_root), "--out", str(out), "--ema-decay", "0", *TINY,
@@ -52,6 +53,7 @@ def test_tiny_training_run_learns_and_writes_a_usable_model(synthetic_root, tmp_
     assert model.tta is True and set(ckpt["training"]["tta_choice"]) == {"on", "off"}
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_gives_the_same_model(synthetic_root, tmp_path, monkeypatch):
     common = ["train", "--data", str(synthetic_root), *TINY]
     assert cli.main([*common, "--out", str(tmp_path / "straight")]) == 0
@@ -93,6 +95,7 @@ def test_evaluate_writes_report_and_plots(synthetic_root, tmp_path, capsys):
         assert (report_dir / png).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_distilled_student_follows_its_teacher(synthetic_root, tmp_path):
     # A teacher taught that every class is the next one: a student distilled from it with weight 1
     # learns the teacher's answers, not the labels of its own training faces.
@@ -217,6 +220,7 @@ def test_evaluate_on_a_folder_without_test_says_so_in_one_line(tmp_path, capsys)
     assert "accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_rebuilds_the_run_from_its_checkpoint_and_keeps_its_provenance(synthetic_root, tmp_path,
                                                                                monkeypatch, capsys):
     out = tmp_path / "run"
