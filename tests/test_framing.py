@@ -22,6 +22,7 @@ def _agreement(faces: np.ndarray, boxes: list, framing: Framing) -> float:
     return float(np.median(scores))
 
 
+@pytest.mark.data
 def test_shipped_framing_reproduces_fer2013_crops(fer2013):
     # Faces the measurement never saw (PublicTest), so this checks the framing, not a fit to itself.
     faces = fer2013["PublicTest"].images[:400]
