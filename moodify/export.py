@@ -40,8 +40,9 @@ class _FaceReader:
 
     def __init__(self, faces: np.ndarray, prep):
         from .onnx_backend import INPUT_NAME
+        from .preprocess import normalize_array
 
-        x = (faces[:, None].astype(np.float32) / np.float32(255.0) - np.float32(prep.mean)) / np.float32(prep.std)
+        x = normalize_array(faces, prep)
         self._batches = iter([{INPUT_NAME: x[i:i + CALIBRATION_BATCH]} for i in range(0, len(x), CALIBRATION_BATCH)])
 
     def get_next(self):

@@ -25,7 +25,7 @@ import numpy as np
 
 from .labels import EMOTIONS
 from .network import NetConfig, fold_batchnorm
-from .preprocess import Preprocessing
+from .preprocess import Preprocessing, normalize_array
 
 ONNX_OPSET = 17
 INPUT_NAME = "faces"  # normalised faces, float32 (N, 1, H, W)
@@ -87,9 +87,7 @@ class OnnxEmotionModel:
         prep = self.preprocessing
         out = []
         for start in range(0, len(faces), batch_size):
-            # Same arithmetic as moodify.preprocess.normalize, in float32.
-            x = (faces[start:start + batch_size, None].astype(np.float32) / np.float32(255.0)
-                 - np.float32(prep.mean)) / np.float32(prep.std)
+            x = normalize_array(faces[start:start + batch_size], prep)
             if tta:
                 # One run over faces and mirrors together: larger batches are cheaper per face.
                 both = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.concatenate([x, x[..., ::-1]])})[0]

@@ -130,12 +130,23 @@ class Preprocessing:
                    framings={k: Framing(**f) for k, f in (d.get("framings") or {}).items()})
 
 
+def normalize_array(faces: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """uint8 faces (N, H, W) or (N, 1, H, W) -> float32 array (N, 1, H, W): /255, minus mean, over std.
+
+    The one normalisation: the torch path (``normalize``), onnxruntime and the int8 calibration
+    all call it, so every backend sees the same numbers.
+    """
+    x = np.asarray(faces)
+    if x.ndim == 3:
+        x = x[:, None]
+    return (x.astype(np.float32) / np.float32(255.0) - np.float32(prep.mean)) / np.float32(prep.std)
+
+
 def normalize(faces: np.ndarray | torch.Tensor, prep: Preprocessing) -> torch.Tensor:
-    """uint8 faces (N, H, W) or (N, 1, H, W) -> float32 tensor (N, 1, H, W), normalised."""
-    t = torch.as_tensor(faces)
-    if t.ndim == 3:
-        t = t.unsqueeze(1)
-    return (t.float() / 255.0 - prep.mean) / prep.std
+    """uint8 faces (N, H, W) or (N, 1, H, W) -> float32 tensor (N, 1, H, W), normalised (``normalize_array``)."""
+    if isinstance(faces, torch.Tensor):
+        faces = faces.cpu().numpy()
+    return torch.from_numpy(normalize_array(faces, prep))
 
 
 def crop_face(gray: np.ndarray, box, framing: Framing, *, size: int = FACE_SIZE, landmarks=None) -> np.ndarray:
