@@ -12,7 +12,7 @@ import time
 import streamlit as st
 
 import moodify
-from moodify.app_support import read_image_upload
+from moodify.app_support import pin_torch_threads, read_image_upload
 from moodify.draw import EMOTION_COLORS, annotate
 from moodify.results import (encode_png, face_thumbnail, faces_table, fit_for_display, probabilities_table,
                              records_json, results_records, results_table, table_csv)
@@ -415,6 +415,7 @@ def video_timeline_chart(timeline, *, row_height: int = 36):
 
 def main() -> None:
     st.set_page_config(page_title="Moodify", page_icon=":performing_arts:", layout="wide")
+    pin_torch_threads()  # before any analysis: one thread, as moodify video and live use
     st.title("Moodify")
     st.caption("Facial emotion recognition that runs entirely on your machine.")
     with st.sidebar:

@@ -16,11 +16,46 @@ APP_TIMEOUT_S = 180  # the first run loads torch and the model; a busy 2-core ma
 
 @pytest.fixture()
 def app():
+    import torch
+
     testing = pytest.importorskip("streamlit.testing.v1", reason="Streamlit's AppTest runs the app script")
+    threads = torch.get_num_threads()  # the app sets them for its process, which is this one here
     at = testing.AppTest.from_file(str(PROJECT / "app.py"), default_timeout=APP_TIMEOUT_S)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    try:
+        at.run()
+        assert not at.exception, at.exception
+        yield at
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_app_runs_torch_on_one_thread_as_moodify_video_does(app):
+    """Unpinned, torch took both cores and fought the video decoder and encoder: the Video mode ran
+    several times slower than `moodify video` (benchmarks/bench_video.py)."""
+    import threading
+
+    import torch
+
+    # Asked from a fresh thread, as the app's next script run or a webcam callback would: torch
+    # keeps a thread's count once that thread has used it, and this test's thread used it before.
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    worker.start()
+    worker.join()
+    assert seen == [1]
+
+
+def test_streamlit_run_app_watches_no_files():
+    """`streamlit run app.py` from the project folder, as the README says, reads .streamlit/config.toml:
+    no file watcher, which would otherwise watch the .venv/ inside the folder."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "streamlit", "config", "show"], cwd=PROJECT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    settings = [line for line in done.stdout.splitlines() if not line.startswith("#")]
+    assert 'fileWatcherType = "none"' in settings, done.stdout[-2000:]
 
 
 def _png(bgr: np.ndarray) -> bytes:
