@@ -13,6 +13,11 @@ The clip is made from a real photo (scikit-image's astronaut): one face drifting
 640x480 frame at 30 frames/s. Printed: seconds per run (median and all runs) for the command and
 for the app (from the upload to the results on the page), and the CPU the idle app burns in 10 s
 with the page open (a file watcher polling the virtual environment shows here).
+
+``--busy N`` keeps N other processes spinning on the CPU meanwhile, as on a machine shared with a
+training job (the 2-core machines here usually are): that is where torch's default of one
+thread per core hurts, since its threads wait for each other at every layer while one of them
+is descheduled.
 """
 
 from __future__ import annotations
@@ -95,20 +100,39 @@ def time_app_upload(browser, url: str, clip: Path) -> float:
         context.close()
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--project", type=Path, default=HERE.parent, help="the checkout to measure")
     p.add_argument("--repeats", type=int, default=3, help="runs of each, after one warm-up run of the command")
     p.add_argument("--seconds", type=float, default=4.0, help="clip length (30 frames/s)")
     p.add_argument("--skip-app", action="store_true", help="time the command only")
+    p.add_argument("--busy", type=int, default=0, help="other processes spinning on the CPU meanwhile")
     args = p.parse_args()
     project = args.project.resolve()
+    import multiprocessing as mp
+
+    spinners = [mp.Process(target=_spin, daemon=True) for _ in range(args.busy)]
+    for spinner in spinners:
+        spinner.start()
+    try:
+        return _measure(args, project)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+
+
+def _measure(args, project: Path) -> int:
 
     from bench_live import make_video
     from browser_helpers import browser_wrapper, chromium_args, find_chromium, free_port
 
     print(f"project {project} (python {python_for(project)}); {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"load average {os.getloadavg()[0]:.1f}; {args.busy} other process(es) spinning", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
         tmp = Path(tmp)
         frames = int(round(args.seconds * 30))
