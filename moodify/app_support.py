@@ -30,7 +30,9 @@ MAX_UPLOAD_PIXELS = 50_000_000
 # manager, like ``moodify video --threads``, would race between sessions). One, as ``moodify video``
 # and ``moodify live`` use: the network classifies a face in ~1 ms on one thread, and torch's
 # default (one per core) only fights the video decoder and encoder, and the other sessions, for
-# the CPU; unpinned, the Video mode took several times as long as ``moodify video``.
+# the CPU. With another process busy on one of 2 cores, a 4 s clip took the Video mode 24.5 s
+# unpinned, 6.3 s pinned, and ``moodify video`` 5.3 s (benchmarks/bench_video.py --busy 1): torch's
+# threads wait for each other at every layer while one of them is descheduled.
 APP_TORCH_THREADS = 1
 
 # Test-only: set to 1 to make aiortc offer only 127.0.0.1 ICE candidates, which is what lets a

@@ -46,8 +46,8 @@ def test_the_app_runs_torch_on_one_thread_as_moodify_video_does(app):
 
 
 def test_streamlit_run_app_watches_no_files():
-    """`streamlit run app.py` from the project folder, as the README says, reads .streamlit/config.toml:
-    no file watcher, which would otherwise watch the .venv/ inside the folder."""
+    """`streamlit run app.py` from the project folder, as the README says, reads .streamlit/config.toml
+    and starts no file watcher (nothing to watch in a local tool; see the comment there)."""
     import subprocess
     import sys
 
