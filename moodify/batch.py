@@ -625,8 +625,9 @@ class Summary:
     def failure_report(self) -> str:
         """The unreadable inputs, for stderr: how many, the first ``NAMED_FAILURES`` with why, where the rest are."""
         errors = self.counts.errors
-        lines = [f"moodify batch: {_count(errors, 'input')} could not be read; "
-                 f"{'its row' if errors == 1 else 'their rows'} in {self.out} {'gives' if errors == 1 else 'give'} the reason (column error)"]
+        rows = "its row gives" if errors == 1 else "their rows give"
+        lines = [f"moodify batch: {_count(errors, 'input')} could not be read; {rows} the reason in {self.out} "
+                 "(column error)"]
         lines += [f"  {path}: {error}" for path, error in self.failures]
         if errors > len(self.failures):
             earlier = ", read by the interrupted run this one resumed" if len(self.failures) < NAMED_FAILURES else ""
@@ -806,7 +807,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inputs per durable commit (a crash redoes at most one chunk)")
     p.add_argument("--batch-size", type=int, default=256, help="faces per network forward pass")
     p.add_argument("--quiet", action="store_true",
-                   help="no progress bar and no summary (the bar is shown only when stderr is a terminal)")
+                   help="no progress bar and no summary; unreadable inputs are still named (the bar is "
+                        "shown only when stderr is a terminal)")
     add_detector_arguments(p)
     # onnxruntime classifies ~1.5x faster than torch on CPU with the same outputs (within 1e-4,
     # tested), and a batch job is all classification; `--backend torch` is still there.

@@ -141,7 +141,7 @@ def test_unreadable_inputs_are_named_on_stderr_with_their_own_exit_status(photos
     # No progress bar redrawn into the log: the summary, then the failures, one per line.
     assert "\r" not in done.stderr and not any("img/s" in line for line in err), done.stderr
     assert err[0].startswith("moodify batch: 8 images: ")
-    assert err[1] == f"moodify batch: 3 inputs could not be read; their rows in {out} give the reason (column error)"
+    assert err[1] == f"moodify batch: 3 inputs could not be read; their rows give the reason in {out} (column error)"
     assert sorted(err[2:]) == sorted([f"  {photos / 'corrupt.jpg'}: " + _error_of(out, "corrupt.jpg"),
                                       f"  {photos / 'sub' / 'notes.png'}: " + _error_of(out, "notes.png"),
                                       f"  {photos / 'sub' / 'deeper' / 'empty.jpg'}: " + _error_of(out, "empty.jpg")])
