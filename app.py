@@ -12,7 +12,7 @@ import time
 import streamlit as st
 
 import moodify
-from moodify.app_support import read_image_upload
+from moodify.app_support import pin_torch_threads, read_image_upload
 from moodify.draw import EMOTION_COLORS, annotate
 from moodify.results import (encode_png, face_thumbnail, faces_table, fit_for_display, probabilities_table,
                              records_json, results_records, results_table, table_csv)
@@ -22,8 +22,12 @@ LIVE_REFRESH_S = 0.25  # seconds between redraws of the live charts
 DISPLAY_MAX_SIDE = 1400  # pixels: pictures are shown (and offered as PNG) at most this large
 VIDEO_TYPES = ["mp4", "mov", "m4v", "avi", "mkv", "webm"]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
-NO_FACE_HINT = ("Try a photo where the face is larger and looks at the camera, or lower the minimum face "
-                "score (YuNet) / hits a face needs (Haar) or the minimum face size in the sidebar.")
+# The sidebar's detection sliders. The no-face hint names them by these very labels, and only the
+# ones the chosen detector shows, so it always points at a control that is on the screen.
+SCORE_LABEL = "Minimum face score"  # YuNet
+NEIGHBOURS_LABEL = "Hits a face needs (min neighbours)"  # Haar
+MIN_SIZE_LABEL = "Minimum face size (pixels)"  # both
+DETECTOR_SLIDER = {"yunet": SCORE_LABEL, "haar": NEIGHBOURS_LABEL}
 DETECTOR_LABELS = {"yunet": "YuNet (finds turned and small faces)", "haar": "Haar cascade (OpenCV's classic)"}
 PRIVACY_NOTE = ("**Privacy:** pictures and video are processed in memory on the machine running this app. "
                 "Nothing is stored, and nothing is sent anywhere.")
@@ -34,6 +38,12 @@ MODE_HELP = {
     "Live": "Continuous webcam: boxes and labels on the video, live probabilities and a mood timeline.",
     "Video": "Analyse a video file: annotated video, per-face emotion timeline and CSV.",
 }
+
+
+def no_face_hint(detector: str) -> str:
+    """What to try when no face is found, naming the sidebar controls shown for ``detector``."""
+    return (f"Try a photo where the face is larger and looks at the camera, or lower "
+            f"**{DETECTOR_SLIDER[detector]}** or **{MIN_SIZE_LABEL}** in the sidebar.")
 
 
 def _hex(bgr: tuple[int, int, int]) -> str:
@@ -83,13 +93,13 @@ def sidebar(model: moodify.EmotionModel) -> dict:
         score_threshold, min_neighbors = moodify.YuNetDetector.score_threshold, moodify.HaarDetector.min_neighbors
         if kind == "yunet":
             score_threshold = st.slider(
-                "Minimum face score", 0.3, 0.95, score_threshold, step=0.05, key="score_threshold",
+                SCORE_LABEL, 0.3, 0.95, score_threshold, step=0.05, key="score_threshold",
                 help="How sure YuNet must be that it sees a face. Lower finds more faces, and more false ones.")
         else:
             min_neighbors = st.slider(
-                "Hits a face needs (min neighbours)", 1, 12, min_neighbors, key="min_neighbors",
+                NEIGHBOURS_LABEL, 1, 12, min_neighbors, key="min_neighbors",
                 help="How many overlapping detections a face needs. Lower finds more faces, and more false ones.")
-        min_size = st.slider("Minimum face size (pixels)", 12, 200, moodify.HaarDetector.min_size, step=2, key="min_size",
+        min_size = st.slider(MIN_SIZE_LABEL, 12, 200, moodify.HaarDetector.min_size, step=2, key="min_size",
                              help="Faces smaller than this are ignored.")
         explain = st.toggle("Explain: show where the model looks", key="explain",
                             help="Grad-CAM: warm colours mark the parts of each face that raised the score "
@@ -127,7 +137,8 @@ def probability_chart(face: moodify.Face, *, height: int = 190):
                     tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")]))
 
 
-def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, explain: bool = False) -> None:
+def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, detector: str,
+                        explain: bool = False) -> None:
     """Annotated picture, a card per face (number, crop, 7 bars), the table and the downloads."""
     saliency = explain_faces(faces) if explain and faces else [None] * len(faces)
     small, shown = fit_for_display(bgr, faces, max_side=DISPLAY_MAX_SIDE)
@@ -137,7 +148,7 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
     picture_col.image(annotated, channels="BGR", caption=f"{name}: {summary}")
     with faces_col:
         if not faces:
-            st.warning(f"No face found in {name}. {NO_FACE_HINT}")
+            st.warning(f"No face found in {name}. {no_face_hint(detector)}")
         for number, (face, heat) in enumerate(zip(faces, saliency), start=1):
             with st.container(border=True):
                 st.markdown(f"**Face {number}**: {face.emotion} ({face.confidence:.0%})")
@@ -221,7 +232,8 @@ def upload_mode(settings: dict) -> None:
         # The first few photos open; a long batch stays compact until a photo is clicked.
         with st.expander(f"{file.name}: {len(faces)} face{'s' if len(faces) != 1 else ''}",
                          expanded=len(results) <= 3):
-            show_picture_result(file.name, bgr, faces, key=f"upload-{i}", explain=settings["explain"])
+            show_picture_result(file.name, bgr, faces, key=f"upload-{i}", detector=settings["detector"],
+                                explain=settings["explain"])
     if len(files) > 1 and results:
         st.subheader("All photos")
         table = results_table(results)
@@ -245,7 +257,8 @@ def snapshot_mode(settings: dict) -> None:
     except moodify.ImageError as exc:
         st.error(f"The camera picture could not be read: {_without_name(str(exc), 'snapshot.jpg')}")
         return
-    show_picture_result("snapshot.jpg", bgr, faces, key="snapshot", explain=settings["explain"])
+    show_picture_result("snapshot.jpg", bgr, faces, key="snapshot", detector=settings["detector"],
+                        explain=settings["explain"])
 
 
 def live_mode(settings: dict) -> None:
@@ -337,7 +350,7 @@ def video_mode(settings: dict) -> None:
         video_col.video(result["video"], format="video/mp4")
     with side_col:
         if summary.empty:
-            st.warning(f"No face found in {file.name}. {NO_FACE_HINT}")
+            st.warning(f"No face found in {file.name}. {no_face_hint(settings['detector'])}")
         else:
             st.markdown("**Share of time in each emotion, per person**")
             st.dataframe(summary, hide_index=True,
@@ -402,6 +415,7 @@ def video_timeline_chart(timeline, *, row_height: int = 36):
 
 def main() -> None:
     st.set_page_config(page_title="Moodify", page_icon=":performing_arts:", layout="wide")
+    pin_torch_threads()  # before any analysis: one thread, as moodify video and live use
     st.title("Moodify")
     st.caption("Facial emotion recognition that runs entirely on your machine.")
     with st.sidebar:

@@ -25,6 +25,16 @@ from .recognizer import Face
 # decoded, and detection runs on a 640-pixel copy anyway, so nothing is gained beyond it.
 MAX_UPLOAD_PIXELS = 50_000_000
 
+# Torch threads for the whole app process. Every browser session's script and webcam callback runs
+# on its own thread of one process, so the number is set for the process (a per-call context
+# manager, like ``moodify video --threads``, would race between sessions). One, as ``moodify video``
+# and ``moodify live`` use: the network classifies a face in ~1 ms on one thread, and torch's
+# default (one per core) only fights the video decoder and encoder, and the other sessions, for
+# the CPU. With another process busy on one of 2 cores, a 4 s clip took the Video mode 24.5 s
+# unpinned, 6.3 s pinned, and ``moodify video`` 5.3 s (benchmarks/bench_video.py --busy 1): torch's
+# threads wait for each other at every layer while one of them is descheduled.
+APP_TORCH_THREADS = 1
+
 # Test-only: set to 1 to make aiortc offer only 127.0.0.1 ICE candidates, which is what lets a
 # headless browser in a loopback-only network namespace reach the live-webcam stream.
 LOOPBACK_ICE_ENV = "MOODIFY_TEST_LOOPBACK_ICE"
@@ -51,6 +61,14 @@ def read_image_upload(data: bytes, name: str, *, max_pixels: int = MAX_UPLOAD_PI
         raise ImageError(f"{name}: {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is more than "
                          f"the app accepts ({max_pixels / 1e6:.0f} megapixels); downscale the photo first")
     return load_image(data, name=name)
+
+
+def pin_torch_threads(n: int = APP_TORCH_THREADS) -> None:
+    """Make torch use ``n`` CPU threads in this process (see ``APP_TORCH_THREADS``)."""
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 def loopback_ice_requested() -> bool:

@@ -61,6 +61,13 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "pa
 CHUNK_SIZE = 256  # inputs per commit: larger amortises fsync and batches more faces, smaller loses less on a crash
 PREFETCH_CHUNKS = 2  # chunks decoded ahead of the classifier; bounds memory whatever the input size
 LOG_VERSION = 1
+# Exit status of a job that finished but could not read some inputs: distinct from 1 (classify's
+# unreadable files) and 2 (a job that could not run), so a script can tell "done, with failures".
+EXIT_UNREADABLE = 3
+NAMED_FAILURES = 20  # unreadable inputs named on stderr at the end; the output's error column has them all
+EPILOG = (f"exit status: 0 every input was read; {EXIT_UNREADABLE} the job finished but some inputs could not be "
+          "read (the first ones are named on stderr, every one has a row with its error); 2 the job could not "
+          "start or stopped (bad options, an unwritable output); 130 interrupted (continue with --resume)")
 
 
 class BatchError(ValueError):
@@ -357,14 +364,25 @@ def _row_writer(fmt: str) -> CsvFormat | JsonlFormat:
 
 
 def csv_to_parquet(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Stream a batch CSV into a Parquet file with proper column types, in bounded memory."""
+    """Stream a batch CSV into a Parquet file with proper column types, in bounded memory.
+
+    Whole numbers are int32, probabilities and landmarks float64 (the CSV's values, not float32's
+    200.199997 for 200.2), text is text; the file also says how pandas should read it, so
+    ``pd.read_parquet`` gives nullable Int32 columns (an error row's face is <NA>, not a float NaN
+    that turns every box coordinate into 178.0) and string columns, not float64 and object.
+    """
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    types = {c: pa.int32() if c in INT_COLUMNS else pa.float32() if c in FLOAT_COLUMNS else pa.string()
+    types = {c: pa.int32() if c in INT_COLUMNS else pa.float64() if c in FLOAT_COLUMNS else pa.string()
              for c in COLUMNS}
-    schema = pa.schema([(c, types[c]) for c in COLUMNS])
+    pandas_dtypes = {c: "Int32" if c in INT_COLUMNS else "float64" if c in FLOAT_COLUMNS else "string"
+                     for c in COLUMNS}
+    empty = pd.DataFrame({c: pd.Series(dtype=dtype) for c, dtype in pandas_dtypes.items()})
+    pandas_metadata = pa.Schema.from_pandas(empty, preserve_index=False).metadata
+    schema = pa.schema([(c, types[c]) for c in COLUMNS], metadata=pandas_metadata)
     reader = pacsv.open_csv(src, convert_options=pacsv.ConvertOptions(
         column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False))
     with pq.ParquetWriter(dst, schema) as writer:
@@ -583,20 +601,38 @@ class _Progress:
         self.bar.close()
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 image``, ``2 images``: a number with its noun agreeing."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
+
+
 @dataclass
 class Summary:
     counts: Counts
     seconds: float
     processed: int  # inputs processed by this invocation (a resumed run skips the rest)
     out: Path
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, error): the first unreadable inputs
 
     def line(self, shard) -> str:
         c = self.counts
         rate = self.processed / self.seconds if self.seconds > 0 else 0.0
         where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
-        return (f"moodify batch: {c.inputs:,} images{where}: {c.faces:,} faces, {c.no_face:,} without a face, "
-                f"{c.errors:,} errors; {self.processed:,} images in {self.seconds:.1f} s this run "
-                f"({rate:,.1f} images/s) -> {self.out}")
+        return (f"moodify batch: {_count(c.inputs, 'image')}{where}: {_count(c.faces, 'face')}, "
+                f"{c.no_face:,} without a face, {_count(c.errors, 'error')}; {_count(self.processed, 'image')} in "
+                f"{self.seconds:.1f} s this run ({rate:,.1f} images/s) -> {self.out}")
+
+    def failure_report(self) -> str:
+        """The unreadable inputs, for stderr: how many, the first ``NAMED_FAILURES`` with why, where the rest are."""
+        errors = self.counts.errors
+        rows = "its row gives" if errors == 1 else "their rows give"
+        lines = [f"moodify batch: {_count(errors, 'input')} could not be read; {rows} the reason in {self.out} "
+                 "(column error)"]
+        lines += [f"  {path}: {error}" for path, error in self.failures]
+        if errors > len(self.failures):
+            earlier = ", read by the interrupted run this one resumed" if len(self.failures) < NAMED_FAILURES else ""
+            lines.append(f"  and {errors - len(self.failures):,} more{earlier}")
+        return "\n".join(lines)
 
 
 def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, model_name: str | None = None,
@@ -678,7 +714,7 @@ def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec
     # With onnxruntime, each worker classifies its own faces single-threaded: on 2 cores that beats
     # one 2-thread forward pass in this process competing with the workers (~2,300 vs ~2,100 faces/s).
     onnx_path = str(model.path) if workers > 1 and isinstance(model, OnnxEmotionModel) else None
-    processed, executor = 0, None
+    processed, executor, failures = 0, None, []
     if workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -709,12 +745,13 @@ def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec
             rows, counts = _classify_chunk(items, model, batch_size)
             output.append(rows, counts, chunk[-1])
             processed += len(chunk)
+            failures += [(it.path, it.error) for it in items if it.error is not None][:NAMED_FAILURES - len(failures)]
             bar.update(len(chunk), output.counts)
     finally:
         bar.close()
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
-    return Summary(output.counts, time.perf_counter() - start, processed, output.out)
+    return Summary(output.counts, time.perf_counter() - start, processed, output.out, failures)
 
 
 def _prefetch(iterator: Iterator, n: int) -> Iterator:
@@ -752,6 +789,7 @@ def _collect(analyzed: Iterator[list[_Analyzed]], chunk: list[str]) -> list[_Ana
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .options import add_detector_arguments
 
+    p.epilog = EPILOG
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="folders (searched recursively), globs (quote them: 'photos/**/*.jpg'), files, list "
                         "files (.txt/.lst: one path per line, relative to the list's folder) or - (paths on stdin)")
@@ -768,7 +806,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,
                    help="inputs per durable commit (a crash redoes at most one chunk)")
     p.add_argument("--batch-size", type=int, default=256, help="faces per network forward pass")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no summary; unreadable inputs are still named (the bar is "
+                        "shown only when stderr is a terminal)")
     add_detector_arguments(p)
     # onnxruntime classifies ~1.5x faster than torch on CPU with the same outputs (within 1e-4,
     # tested), and a batch job is all classification; `--backend torch` is still there.
@@ -776,7 +816,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the batch job; per-image failures are rows in the output, so they do not fail the job."""
+    """Run the batch job; an unreadable input gets a row with its error, is named on stderr, and
+    makes the exit status ``EXIT_UNREADABLE`` once every input has been through."""
     if args.chunk_size < 1 or args.batch_size < 1:
         raise BatchError("--chunk-size and --batch-size must be at least 1")
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
@@ -784,10 +825,16 @@ def main(args: argparse.Namespace) -> int:
         summary = run_batch(args.inputs, args.out, model_name=args.model, backend=args.backend,
                             detector_spec=detector_spec(args), pre_cropped=args.pre_cropped, workers=workers,
                             shard=args.shard, chunk_size=args.chunk_size, batch_size=args.batch_size,
-                            resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+                            resume=args.resume, overwrite=args.overwrite,
+                            # A bar only on a terminal: in a log file or a pipe its redraws are junk
+                            # lines around the summary and the failures named after it.
+                            progress=not args.quiet and sys.stderr.isatty())
     except KeyboardInterrupt:
         print("moodify batch: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
         return 130
     if not args.quiet and summary.seconds:
         print(summary.line(args.shard), file=sys.stderr)
+    if summary.counts.errors:
+        print(summary.failure_report(), file=sys.stderr)
+        return EXIT_UNREADABLE
     return 0

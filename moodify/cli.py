@@ -14,7 +14,7 @@ from .data import DataError
 from .detect import DetectorError
 from .images import ImageError
 from .labels import EMOTIONS
-from .options import NO_FACE_HINT, add_detector_arguments, build_recognizer  # noqa: F401 (re-exported)
+from .options import add_detector_arguments, build_recognizer, no_face_hint
 from .weights import ModelError
 
 _FORMATTER = HelpFormatter
@@ -40,15 +40,15 @@ def run_classify(args: argparse.Namespace) -> int:
             continue
         results.append({"path": path, "faces": [f.to_dict() for f in faces]})
         if not args.json:
-            print(_format_faces(path, faces), flush=True)
+            print(_format_faces(path, faces, hint=no_face_hint(args.detector)), flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
 
 
-def _format_faces(path: str, faces) -> str:
+def _format_faces(path: str, faces, *, hint: str) -> str:
     if not faces:
-        return f"{path}: no face found ({NO_FACE_HINT})"
+        return f"{path}: no face found ({hint})"
     lines = [f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}"]
     for i, face in enumerate(faces, start=1):
         x, y, w, h = face.box

@@ -112,6 +112,8 @@ class HaarDetector(_BoxesMixin):
             raise DetectorError(f"cannot load the Haar cascade {path}")
 
     def detect_faces(self, image: np.ndarray) -> list[Detection]:
+        if min(image.shape[:2]) < self.min_size:
+            return []  # no face of min_size fits (and a strip a pixel or two high is no picture of one)
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         small, factor = _downscale(gray, self.max_side)
         min_side = max(12, int(round(self.min_size / factor)))
@@ -178,6 +180,10 @@ class YuNetDetector(_BoxesMixin):
             raise DetectorError(f"{path}: not a YuNet model OpenCV can load ({str(exc).strip().splitlines()[-1]})") from None
 
     def detect_faces(self, image: np.ndarray) -> list[Detection]:
+        if min(image.shape[:2]) < self.min_size:
+            # No face of min_size fits; and on a strip a pixel or two high YuNet's output is not
+            # even repeatable (it found "faces" in 1x1300 and 5000x2 pictures about 1 run in 3).
+            return []
         bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
         small, factor = _downscale(bgr, self.max_side)
         self._net.setInputSize((small.shape[1], small.shape[0]))

@@ -168,11 +168,21 @@ def export_onnx(model, path: str | os.PathLike, *, source_sha256: str | None = N
         proto.doc_string = f"Moodify facial emotion model {model.name}: {', '.join(model.labels)}"
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
+        # mkstemp made the file private (0600); the export is an ordinary file, readable as the
+        # umask allows (0644 usually), like any other file the user writes.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    """This process's umask (reading it means setting it; it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def set_metadata(proto: Any, meta: dict[str, str]) -> None:

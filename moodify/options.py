@@ -10,11 +10,20 @@ import argparse
 
 from .detect import DEFAULT_CASCADE, DEFAULT_DETECTOR, DETECTORS, HAAR_CASCADES, HaarDetector, YuNetDetector
 
-NO_FACE_HINT = "try a larger or more frontal face, or a lower --score-threshold (YuNet) / --min-neighbors (Haar)"
+# The option of each detector that finds more faces when lowered (the web app's sidebar names the same).
+DETECTOR_TUNING = {"yunet": "--score-threshold", "haar": "--min-neighbors"}
+
+
+def no_face_hint(kind: str) -> str:
+    """What to try when a picture has no face, naming the options of the detector in use."""
+    tuning = DETECTOR_TUNING.get(kind)
+    return "try a larger or more frontal face" + (f", or a lower {tuning} or --min-size" if tuning else
+                                                  ", or a lower --min-size")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="registry name or checkpoint path (default: the shipped model)")
+    p.add_argument("--model", default=None, help="registry name, checkpoint path, or a .onnx file from `moodify export` (run by "
+                        "onnxruntime whatever --backend says) (default: the shipped model)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="inference engine: PyTorch, or onnxruntime (the model exported once and cached)")
 

@@ -600,7 +600,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="auto", choices=CODECS,
                    help="annotated video codec: h264 plays in browsers; mp4v is OpenCV's fallback")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it is shown only when stderr is a terminal)")
     add_detector_arguments(p)
 
 
@@ -670,7 +670,8 @@ def _run(args: argparse.Namespace) -> int:
                                  every=args.every, detect_every=args.detect_every, detect_side=args.detect_side,
                                  smoothing=args.smoothing, max_missed=args.max_missed, coast=args.coast,
                                  codec=args.codec,
-                                 progress=not args.no_progress, max_frames=args.max_frames)
+                                 # A bar only on a terminal: in a log or a pipe it is junk lines.
+                                 progress=not args.no_progress and sys.stderr.isatty(), max_frames=args.max_frames)
     except VideoError as exc:
         print(f"moodify video: error: {exc}", file=sys.stderr)
         return 2

@@ -271,17 +271,18 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "
     """The shipped default model, a registry name, or a checkpoint file, ready to ``predict``.
 
     ``backend="onnx"`` runs the same network through onnxruntime (``moodify.onnx_backend``): a
-    checkpoint is exported once into a cache keyed by its sha256; a .onnx path is used as it is.
-    It runs on the CPU only: any other ``device`` is refused rather than ignored.
+    checkpoint is exported once into a cache keyed by its sha256. A .onnx file (``moodify export``)
+    always runs through onnxruntime, whatever ``backend`` says: torch cannot read one. The onnx
+    backend runs on the CPU only: any other ``device`` is refused rather than ignored.
     """
-    if backend == "onnx":
+    if backend not in ("torch", "onnx"):
+        raise ModelError(f"unknown backend {backend!r}: use torch or onnx")
+    if backend == "onnx" or (name_or_path is not None and str(name_or_path).lower().endswith(".onnx")):
         from .onnx_backend import load_onnx_model
 
         if torch.device(device).type != "cpu":
             raise ModelError(f"the onnx backend runs on the CPU only, not {device!r}; "
                              "use backend='torch' (--backend torch) for a GPU")
         return load_onnx_model(name_or_path)
-    if backend != "torch":
-        raise ModelError(f"unknown backend {backend!r}: use torch or onnx")
     path, name, sha = resolve_model_path(name_or_path)
     return EmotionModel(load_checkpoint(path, expected_sha256=sha), name=name, device=device)

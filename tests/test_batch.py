@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from moodify import EMOTIONS
-from moodify.batch import COLUMNS, ResumableOutput, iter_inputs, shard_of
+from moodify.batch import COLUMNS, EXIT_UNREADABLE, ResumableOutput, iter_inputs, shard_of
 from moodify.cli import main as cli
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -85,7 +85,7 @@ def run(*argv: str) -> int:
 
 def test_every_input_gets_exactly_one_outcome(photos, tmp_path):
     out = tmp_path / "out.csv"
-    assert run(photos, "-o", out) == 0
+    assert run(photos, "-o", out) == EXIT_UNREADABLE  # three broken files
     rows = read_csv(out)
     assert list(rows[0]) == list(COLUMNS)
     groups = by_path(rows)
@@ -119,18 +119,58 @@ def test_every_input_gets_exactly_one_outcome(photos, tmp_path):
 
 
 def test_summary_reports_counts(photos, tmp_path, capsys):
-    assert cli(["batch", str(photos), "-o", str(tmp_path / "o.jsonl"), "--workers", "1"]) == 0
-    summary = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "8 images: 5 faces, 1 without a face, 3 errors" in summary and "images/s" in summary
+    assert cli(["batch", str(photos), "-o", str(tmp_path / "o.jsonl"), "--workers", "1"]) == EXIT_UNREADABLE
+    summary = next(line for line in capsys.readouterr().err.splitlines() if " images/s) -> " in line)
+    assert "8 images: 5 faces, 1 without a face, 3 errors; 8 images in" in summary
+
+
+def test_summary_counts_one_of_a_kind_in_the_singular(photos, tmp_path, capsys):
+    one_of_each = [str(photos / "astronaut.jpg"), str(photos / "sky.png"), str(photos / "corrupt.jpg")]
+    assert cli(["batch", *one_of_each, "-o", str(tmp_path / "o.csv"), "--workers", "1"]) == EXIT_UNREADABLE
+    summary = next(line for line in capsys.readouterr().err.splitlines() if " images/s) -> " in line)
+    assert "3 images: 1 face, 1 without a face, 1 error; 3 images in" in summary, summary
+
+
+def test_unreadable_inputs_are_named_on_stderr_with_their_own_exit_status(photos, tmp_path):
+    """As a script or a scheduler sees it: stderr to a file, not a terminal."""
+    out = tmp_path / "out.csv"
+    done = subprocess.run([sys.executable, "-m", "moodify", "batch", str(photos), "-o", str(out), "--workers", "1"],
+                          cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == EXIT_UNREADABLE == 3, done.stderr
+    err = done.stderr.splitlines()
+    # No progress bar redrawn into the log: the summary, then the failures, one per line.
+    assert "\r" not in done.stderr and not any("img/s" in line for line in err), done.stderr
+    assert err[0].startswith("moodify batch: 8 images: ")
+    assert err[1] == f"moodify batch: 3 inputs could not be read; their rows give the reason in {out} (column error)"
+    assert sorted(err[2:]) == sorted([f"  {photos / 'corrupt.jpg'}: " + _error_of(out, "corrupt.jpg"),
+                                      f"  {photos / 'sub' / 'notes.png'}: " + _error_of(out, "notes.png"),
+                                      f"  {photos / 'sub' / 'deeper' / 'empty.jpg'}: " + _error_of(out, "empty.jpg")])
+    assert "corrupt or truncated" in done.stderr and out.exists()
+
+    good = tmp_path / "good.csv"
+    every_one_read = subprocess.run([sys.executable, "-m", "moodify", "batch", str(photos / "astronaut.jpg"),
+                                     "-o", str(good), "--workers", "1"], cwd=PROJECT, capture_output=True, text=True,
+                                    timeout=300)
+    assert every_one_read.returncode == 0 and "could not be read" not in every_one_read.stderr
+
+
+def _error_of(out: Path, name: str) -> str:
+    return next(r["error"] for r in read_csv(out) if Path(r["path"]).name == name)
+
+
+def test_batch_help_gives_the_exit_statuses():
+    text = subprocess.run([sys.executable, "-m", "moodify", "batch", "--help"], cwd=PROJECT, capture_output=True,
+                          text=True, timeout=120).stdout
+    assert "exit status: 0 every input was read; 3 the job finished but some inputs could not be read" in " ".join(text.split())
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "torch"])  # onnx workers classify their own faces; torch's are classified here
 def test_worker_processes_give_the_same_rows(photos, tmp_path, backend):
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
-    assert run(photos, "-o", one, "--backend", backend) == 0
+    assert run(photos, "-o", one, "--backend", backend) == EXIT_UNREADABLE
     assert cli(["batch", str(photos), "-o", str(two), "--quiet", "--workers", "2", "--chunk-size", "3",
-                "--backend", backend]) == 0
+                "--backend", backend]) == EXIT_UNREADABLE
     a = [json.loads(line) for line in one.read_text(encoding="utf-8").splitlines()]
     b = [json.loads(line) for line in two.read_text(encoding="utf-8").splitlines()]
     assert [r["path"] for r in a] == [r["path"] for r in b]
@@ -141,7 +181,7 @@ def test_worker_processes_give_the_same_rows(photos, tmp_path, backend):
 
 def test_pre_cropped_skips_detection(crops, model, tmp_path):
     out = tmp_path / "out.csv"
-    assert run(crops, "-o", out, "--pre-cropped") == 0
+    assert run(crops, "-o", out, "--pre-cropped") == EXIT_UNREADABLE  # broken.png
     groups = by_path(read_csv(out))
     assert len(groups) == 42 and all(len(g) == 1 for g in groups.values())
     big = groups[str(crops / "big.png")][0]
@@ -158,10 +198,10 @@ def test_parquet_output_has_typed_columns(crops, tmp_path):
     import pyarrow.parquet as pq
 
     out = tmp_path / "out.parquet"
-    assert run(crops, "-o", out, "--pre-cropped") == 0
+    assert run(crops, "-o", out, "--pre-cropped") == EXIT_UNREADABLE
     table = pq.read_table(out)
     assert table.column_names == list(COLUMNS)
-    assert table.schema.field("face").type == pa.int32() and table.schema.field("happy").type == pa.float32()
+    assert table.schema.field("face").type == pa.int32() and table.schema.field("happy").type == pa.float64()
     rows = table.to_pylist()
     assert len(rows) == 42
     broken = next(r for r in rows if r["path"].endswith("broken.png"))
@@ -171,12 +211,34 @@ def test_parquet_output_has_typed_columns(crops, tmp_path):
     assert [r["path"] for r in read_csv(back)] == sorted(r["path"] for r in rows)
 
 
+def test_parquet_reads_into_pandas_with_the_types_of_its_columns(photos, tmp_path):
+    """pandas gets whole numbers as whole numbers (missing ones <NA>), and the CSV's very values."""
+    pytest.importorskip("pyarrow", reason="Parquet output needs pyarrow")
+    import pandas as pd
+
+    inputs = [photos / "astronaut.jpg", photos / "sky.png", photos / "corrupt.jpg"]
+    assert run(*inputs, "-o", tmp_path / "out.parquet") == EXIT_UNREADABLE
+    assert run(*inputs, "-o", tmp_path / "out.csv") == EXIT_UNREADABLE
+    df = pd.read_parquet(tmp_path / "out.parquet")
+    for column in ("face", "faces", "x", "y", "w", "h"):
+        assert str(df[column].dtype) == "Int32", (column, df[column].dtype)
+    for column in ("path", "emotion", "error"):
+        assert isinstance(df[column].dtype, pd.StringDtype), (column, df[column].dtype)
+    assert all(df[column].dtype == "float64" for column in ("confidence", *EMOTIONS, "right_eye_x"))
+    face = df.iloc[0]
+    assert (face["face"], face["faces"], face["x"]) == (0, 1, int(read_csv(tmp_path / "out.csv")[0]["x"]))
+    assert df["face"].isna().tolist() == [False, True, True] and df["faces"].tolist()[1] == 0
+    csv_row = read_csv(tmp_path / "out.csv")[0]
+    for column in ("confidence", "happy", "right_eye_x", "mouth_left_y"):
+        assert face[column] == float(csv_row[column]), column  # not float32's 200.199997 for 200.2
+
+
 def test_list_files_globs_and_missing_entries(photos, tmp_path):
     listing = tmp_path / "inputs.txt"
     rel = os.path.relpath(photos / "astronaut.jpg", tmp_path)
     listing.write_text(f"# photos to score\n{rel}\n\nmissing.jpg\n", encoding="utf-8")
     out = tmp_path / "out.csv"
-    assert run(listing, str(photos / "sub" / "*.png"), "-o", out) == 0
+    assert run(listing, str(photos / "sub" / "*.png"), "-o", out) == EXIT_UNREADABLE  # missing.jpg, notes.png
     rows = read_csv(out)
     assert [Path(r["path"]).name for r in rows] == ["astronaut.jpg", "missing.jpg", "astronaut-256.png",
                                                     "notes.png", "two astronauts.png", "two astronauts.png"]
@@ -206,7 +268,7 @@ def test_interrupted_run_needs_resume_and_same_settings(crops, tmp_path, capsys)
     assert "--resume" in capsys.readouterr().err
     assert run(crops, "-o", out, "--pre-cropped", "--resume") == 2
     assert "different settings" in capsys.readouterr().err
-    assert run(crops, "-o", out, "--pre-cropped", "--overwrite") == 0
+    assert run(crops, "-o", out, "--pre-cropped", "--overwrite") == EXIT_UNREADABLE
     assert len(read_csv(out)) == 42 and not Path(str(out) + ".partial").exists()
     assert not Path(str(out) + ".progress").exists()
 
@@ -257,10 +319,10 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(many_crops, tmp_path):
 
 def test_shards_merge_to_the_unsharded_run(photos, crops, tmp_path):
     full = tmp_path / "full.csv"
-    assert run(photos, crops, "-o", full) == 0
+    assert run(photos, crops, "-o", full) == EXIT_UNREADABLE
     parts = [tmp_path / f"part-{k}.csv" for k in (1, 2, 3)]
     for k, part in enumerate(parts, start=1):
-        assert run(photos, crops, "-o", part, "--shard", f"{k}/3") == 0
+        assert run(photos, crops, "-o", part, "--shard", f"{k}/3") in (0, EXIT_UNREADABLE)
     shard_paths = [{r["path"] for r in read_csv(p)} for p in parts]
     assert all(shard_paths) and sum(map(len, shard_paths)) == len(set().union(*shard_paths))  # disjoint, none empty
 
@@ -278,7 +340,7 @@ def test_shards_merge_to_the_unsharded_run(photos, crops, tmp_path):
 
 def test_merge_refuses_unfinished_or_overlapping_shards(photos, tmp_path, capsys):
     part = tmp_path / "part-1.csv"
-    assert run(photos, "-o", part, "--shard", "1/2") == 0
+    assert run(photos, "-o", part, "--shard", "1/2") in (0, EXIT_UNREADABLE)
     assert cli(["merge", str(part), str(part), "-o", str(tmp_path / "m.csv")]) == 2
     assert "more than once" in capsys.readouterr().err
     Path(str(part) + ".progress").write_text("{}\n")

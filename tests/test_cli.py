@@ -53,6 +53,19 @@ def test_bad_files_are_reported_and_the_rest_still_classified(astronaut_jpg, tmp
     assert f"{astronaut_jpg}: 1 face" in captured.out
 
 
+@pytest.mark.parametrize("detector, names, not_names", [
+    ("yunet", ["--score-threshold", "--min-size"], ["--min-neighbors"]),
+    ("haar", ["--min-neighbors", "--min-size"], ["--score-threshold"]),
+])
+def test_no_face_hint_names_the_options_of_the_detector_in_use(tmp_path, capsys, detector, names, not_names):
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((200, 200), 200, np.uint8)).save(blank)
+    assert cli.main(["classify", "--detector", detector, str(blank)]) == 0
+    out = capsys.readouterr().out
+    assert f"{blank}: no face found (try a larger or more frontal face" in out
+    assert all(name in out for name in names) and not any(name in out for name in not_names), out
+
+
 def test_json_keeps_errors_next_to_results(astronaut_jpg, tmp_path, capsys):
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")

@@ -57,6 +57,36 @@ def test_onnx_file_carries_labels_and_preprocessing(exported, model):
     assert len(meta["moodify.source_sha256"]) == 64
 
 
+def test_exported_file_is_readable_as_the_umask_allows(tmp_path):
+    """Not private to its writer: a 0600 export would stop another user (a service account) from
+    loading a model shared in a common folder."""
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        assert cli(["export", "--format", "onnx", "-o", str(tmp_path / "shared.onnx")]) == 0
+        os.umask(0o027)
+        assert cli(["export", "--format", "onnx", "-o", str(tmp_path / "group.onnx")]) == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "shared.onnx").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "group.onnx").stat().st_mode & 0o777 == 0o640
+
+
+def test_classify_runs_an_exported_onnx_file(exported, astronaut_jpg, capsys):
+    """The README's `moodify export ... -o moodify.onnx`, then `--model moodify.onnx`, with or without
+    --backend onnx: torch cannot read a .onnx file, so it runs through onnxruntime either way."""
+    assert cli(["classify", "--json", str(astronaut_jpg)]) == 0
+    expected = json.loads(capsys.readouterr().out)[0]["faces"][0]
+    for backend in ([], ["--backend", "onnx"]):
+        assert cli(["classify", "--json", "--model", str(exported), *backend, str(astronaut_jpg)]) == 0
+        captured = capsys.readouterr()
+        face = json.loads(captured.out)[0]["faces"][0]
+        assert face["box"] == expected["box"] and face["emotion"] == expected["emotion"], captured.err
+        assert max(abs(face["probabilities"][e] - expected["probabilities"][e]) for e in EMOTIONS) < TOLERANCE
+    assert isinstance(moodify.load_model(exported), OnnxEmotionModel)
+
+
 def test_load_model_onnx_backend_caches_by_checkpoint_hash(tmp_path, monkeypatch, model, faces):
     monkeypatch.setenv("MOODIFY_CACHE", str(tmp_path))
     first = moodify.load_model(backend="onnx")

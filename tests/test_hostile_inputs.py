@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bad_inputs import png_bomb, run_measured
-from moodify.batch import Counts, ResumableOutput
+from moodify.batch import EXIT_UNREADABLE, Counts, ResumableOutput
 from moodify.cli import main as cli
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def fifo_folder(astronaut_jpg, tmp_path) -> Path:
 def test_batch_gives_a_fifo_an_error_row_instead_of_hanging(fifo_folder, tmp_path, extra):
     out = tmp_path / "out.csv"
     done = moodify("batch", fifo_folder, "-o", out, "--quiet", "--workers", "1", *extra, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()
+    assert done.returncode == EXIT_UNREADABLE, done.stderr.decode()  # the FIFO's row carries its error
     rows = {Path(r["path"]).name: r for r in read_csv(out)}
     assert set(rows) == {"a.jpg", "x.jpg"}
     assert "not a regular file" in rows["x.jpg"]["error"] and not rows["a.jpg"]["error"]
@@ -226,7 +226,7 @@ def bomb_png(tmp_path_factory) -> Path:
 def test_batch_refuses_a_decompression_bomb_like_classify(bomb_png, tmp_path, extra):
     out = tmp_path / "out.csv"
     status, peak = peak_rss_mb("batch", bomb_png, "-o", out, "--quiet", "--workers", "1", *extra)
-    assert status == 0
+    assert status == EXIT_UNREADABLE
     (row,) = read_csv(out)
     assert "too large" in row["error"] and row["faces"] == ""
     assert peak < 1500  # MB, the interpreter, torch and the model included; decoding it took 2,350
@@ -626,6 +626,6 @@ def test_a_symlink_loop_named_on_the_command_line_gets_an_error_row(tmp_path):
     loop = tmp_path / "loop.jpg"
     os.symlink("loop.jpg", loop)
     out = tmp_path / "out.csv"
-    assert batch(loop, "-o", out) == 0
+    assert batch(loop, "-o", out) == EXIT_UNREADABLE
     (row,) = read_csv(out)
     assert "symbolic links" in row["error"]

@@ -156,6 +156,13 @@ def test_every_n_analyses_every_nth_frame_but_keeps_the_whole_video(moving_avi, 
     assert len(decoded_frames(out)[1]) == 24
 
 
+def test_no_progress_bar_is_left_in_a_log(moving_avi, tmp_path, capsys):
+    """stderr to a file or a pipe (a log, a scheduler): warnings only, no bar redrawn into it."""
+    rc, stdout, err = run_cli(capsys, "video", str(moving_avi), "--csv", str(tmp_path / "t.csv"))
+    assert rc == 0 and "24 frames read" in stdout
+    assert "frame/s" not in err and "|" not in err and "\r" not in err, err
+
+
 def test_two_crossing_faces_keep_their_ids(astronaut_bgr, tmp_path, capsys):
     video = write_avi(tmp_path / "crossing.avi", crossing_frames(astronaut_bgr))
     timeline = tmp_path / "t.csv"
