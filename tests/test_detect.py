@@ -125,3 +125,12 @@ def test_the_shipped_file_is_the_one_shared_models_holds():
     if not shared.exists():
         pytest.skip(f"{shared} not present")
     assert shared.read_bytes() == detect.YUNET_FILE.read_bytes()
+
+
+def test_pictures_narrower_than_a_face_have_no_face_every_time():
+    rng = np.random.default_rng(0)
+    for shape in ((1300, 1, 3), (2, 5000, 3), (29, 400, 3)):
+        strip = rng.integers(0, 256, shape, dtype=np.uint8)
+        for kind in ("yunet", "haar"):
+            detector = make_detector(kind)
+            assert all(detector.detect_faces(strip) == [] for _ in range(10)), (kind, shape)
