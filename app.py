@@ -14,8 +14,8 @@ import streamlit as st
 import moodify
 from moodify.app_support import pin_torch_threads, read_image_upload
 from moodify.draw import EMOTION_COLORS, annotate
-from moodify.results import (encode_png, face_thumbnail, faces_table, fit_for_display, probabilities_table,
-                             records_json, results_records, results_table, table_csv)
+from moodify.results import (PERCENT_FORMAT, encode_png, face_thumbnail, faces_table, fit_for_display, percent,
+                             probabilities_table, records_json, results_records, results_table, table_csv)
 from moodify.tracking import SMOOTHING
 
 LIVE_REFRESH_S = 0.25  # seconds between redraws of the live charts
@@ -87,7 +87,7 @@ def sidebar(model: moodify.EmotionModel) -> dict:
     with st.sidebar:
         accuracy = model.metrics.get("PrivateTest", {}).get("accuracy")
         st.markdown(f"**{model.name}**  \nFER2013 PrivateTest accuracy: "
-                    f"**{f'{accuracy:.1%}' if accuracy is not None else 'not recorded'}**")
+                    f"**{percent(accuracy) if accuracy is not None else 'not recorded'}**")
         st.header("Face detector")
         kind = st.radio("Detector", list(DETECTOR_LABELS), format_func=DETECTOR_LABELS.get, key="detector_kind")
         score_threshold, min_neighbors = moodify.YuNetDetector.score_threshold, moodify.HaarDetector.min_neighbors
@@ -134,7 +134,7 @@ def probability_chart(face: moodify.Face, *, height: int = 190):
                             axis=alt.Axis(labelOverlap=False)),  # all 7 names, even in a small card
                     color=alt.Color("emotion:N", scale=alt.Scale(domain=list(moodify.EMOTIONS),
                                                                    range=list(EMOTION_HEX.values())), legend=None),
-                    tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")]))
+                    tooltip=["emotion", alt.Tooltip("probability:Q", format=PERCENT_FORMAT)]))
 
 
 def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, detector: str,
@@ -151,7 +151,7 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
             st.warning(f"No face found in {name}. {no_face_hint(detector)}")
         for number, (face, heat) in enumerate(zip(faces, saliency), start=1):
             with st.container(border=True):
-                st.markdown(f"**Face {number}**: {face.emotion} ({face.confidence:.0%})")
+                st.markdown(f"**Face {number}**: {face.emotion} ({percent(face.confidence)})")
                 thumb_col, chart_col = st.columns([1, 2])
                 thumb_col.image(face_thumbnail(bgr, face.box), channels="BGR")
                 if heat is not None:
@@ -186,9 +186,17 @@ def _without_name(message: str, name: str) -> str:
     return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
 
 
+def percent_column(name: str):
+    """A table column of probabilities shown with one decimal, as ``moodify.results.percent`` writes them.
+
+    Streamlit's "percent" format shows up to 2 decimals and drops trailing zeros ("93.28%" next to
+    "0.8%") unless ``step`` fixes the precision: it shows (decimals of ``step``) - 2 of them.
+    """
+    return st.column_config.NumberColumn(name, format="percent", step=0.001)
+
+
 def _table_columns() -> dict:
-    percent = {e: st.column_config.NumberColumn(e, format="percent") for e in moodify.EMOTIONS}
-    return {"confidence": st.column_config.NumberColumn("confidence", format="percent"), **percent}
+    return {name: percent_column(name) for name in ("confidence", *moodify.EMOTIONS)}
 
 
 def mood_timeline_chart(timeline, *, height: int = 220):
@@ -202,7 +210,7 @@ def mood_timeline_chart(timeline, *, height: int = 220):
                     color=alt.Color("emotion:N", scale=alt.Scale(domain=list(moodify.EMOTIONS),
                                                                    range=list(EMOTION_HEX.values()))),
                     shape=alt.Shape("face:N"),
-                    tooltip=["face", "emotion", alt.Tooltip("confidence:Q", format=".0%"), "time_s"]))
+                    tooltip=["face", "emotion", alt.Tooltip("confidence:Q", format=PERCENT_FORMAT), "time_s"]))
 
 
 def analyze_upload(data: bytes, name: str, settings: dict):
@@ -311,7 +319,7 @@ def live_mode(settings: dict) -> None:
         if snap.faces:
             number, face = snap.faces[0]
             status.markdown(f"Frames analysed: **{snap.frames}**. Faces now: **{len(snap.faces)}**.  \n"
-                            f"Face {number}: **{face.emotion}** ({face.confidence:.0%})")
+                            f"Face {number}: **{face.emotion}** ({percent(face.confidence)})")
             chart_area.altair_chart(probability_chart(face), width="stretch")
         else:
             status.markdown(f"Frames analysed: **{snap.frames}**. No face in view.")
@@ -354,8 +362,7 @@ def video_mode(settings: dict) -> None:
         else:
             st.markdown("**Share of time in each emotion, per person**")
             st.dataframe(summary, hide_index=True,
-                         column_config={e: st.column_config.NumberColumn(e, format="percent")
-                                        for e in moodify.EMOTIONS})
+                         column_config={e: percent_column(e) for e in moodify.EMOTIONS})
     if not timeline.empty:
         st.markdown("**Emotion timeline** (smoothed label of each person over time)")
         st.altair_chart(video_timeline_chart(timeline), width="stretch")
@@ -410,7 +417,7 @@ def video_timeline_chart(timeline, *, row_height: int = 36):
             .encode(x=alt.X("time_s:Q", title="seconds"), y=alt.Y("person:N", title=None),
                     color=alt.Color("label:N", title="emotion",
                                     scale=alt.Scale(domain=list(moodify.EMOTIONS), range=list(EMOTION_HEX.values()))),
-                    tooltip=["person", "label", alt.Tooltip("label_confidence:Q", format=".0%"), "time_s"]))
+                    tooltip=["person", "label", alt.Tooltip("label_confidence:Q", format=PERCENT_FORMAT), "time_s"]))
 
 
 def main() -> None:

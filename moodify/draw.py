@@ -9,6 +9,7 @@ import numpy as np
 
 from .labels import EMOTIONS
 from .recognizer import Face
+from .results import percent
 
 # One BGR colour per emotion, in EMOTIONS order; picked to stay distinct for common colour blindness.
 EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
@@ -23,9 +24,9 @@ EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
 
 
 def face_label(face: Face, number: int | None = None) -> str:
-    """``"1 happy 93%"``: the number shown on the picture and in tables, the top emotion, confidence."""
+    """``"1 happy 93.3%"``: the number shown on the picture and in tables, the top emotion, confidence."""
     prefix = f"{number} " if number is not None else ""
-    return f"{prefix}{face.emotion} {face.confidence:.0%}"
+    return f"{prefix}{face.emotion} {percent(face.confidence)}"
 
 
 def annotate(bgr: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[int] | None = None,

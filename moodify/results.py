@@ -21,8 +21,17 @@ from .recognizer import Face
 # Columns of every per-face table, in order: where the face is, what it shows, then all 7 scores.
 FACE_COLUMNS: tuple[str, ...] = ("image", "face", "emotion", "confidence", "x", "y", "w", "h", *EMOTIONS)
 
+# How every percentage the app shows is written: one decimal, "93.3%" and "0.8%" alike. The same
+# spec means the same in Python's format() and in d3-format, which Altair's tooltips use.
+PERCENT_FORMAT = ".1%"
+
 # One analysed image: its display name and its faces in recognizer order (or an error message).
 ImageResult = tuple[str, Sequence[Face]]
+
+
+def percent(p: float) -> str:
+    """``0.9328`` -> ``"93.3%"``: a probability written as every table, chart and label writes it."""
+    return format(float(p), PERCENT_FORMAT)
 
 
 def faces_table(faces: Sequence[Face], *, image: str = "") -> pd.DataFrame:

@@ -118,3 +118,11 @@ def test_real_photo_table_matches_recognizer(recognizer, astronaut_bgr):
     assert abs(row.x - 177) < 20 and abs(row.y - 66) < 20
     assert row.emotion == faces[0].emotion
     assert row[list(EMOTIONS)].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_every_percentage_has_one_decimal():
+    """A table showed "93.28%" next to "0.8%": every percentage is now written one way."""
+    from moodify.results import percent
+
+    assert [percent(p) for p in (0.9328, 0.008, 1.0, 0.0)] == ["93.3%", "0.8%", "100.0%", "0.0%"]
+    assert face_label(_face((0, 0, 10, 10), "happy", 0.9328), 1) == "1 happy 93.3%"
