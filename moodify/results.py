@@ -21,6 +21,9 @@ from .recognizer import Face
 # Columns of every per-face table, in order: where the face is, what it shows, then all 7 scores.
 FACE_COLUMNS: tuple[str, ...] = ("image", "face", "emotion", "confidence", "x", "y", "w", "h", *EMOTIONS)
 
+BOX_COLUMNS: tuple[str, ...] = ("x", "y", "w", "h")
+NO_FACE = "no face"  # the emotion column of the row for an image in which no face was found
+
 # How every percentage the app shows is written: one decimal, "93.3%" and "0.8%" alike. The same
 # spec means the same in Python's format() and in d3-format, which Altair's tooltips use.
 PERCENT_FORMAT = ".1%"
@@ -35,14 +38,26 @@ def percent(p: float) -> str:
 
 
 def faces_table(faces: Sequence[Face], *, image: str = "") -> pd.DataFrame:
-    """One row per face of one image: ``face`` (1, 2, ... as drawn), emotion, box and probabilities."""
-    return results_table([(image, faces)])
+    """One row per face of one image: ``face`` (1, 2, ... as drawn), emotion, box and probabilities.
+
+    A picture without a face gives a table with no rows (the app says "no face found" beside it).
+    """
+    return results_table([(image, faces)], no_face_rows=False)
 
 
-def results_table(results: Iterable[ImageResult]) -> pd.DataFrame:
-    """One row per face across several images; face numbers restart at 1 in each image."""
+def results_table(results: Iterable[ImageResult], *, no_face_rows: bool = True) -> pd.DataFrame:
+    """One row per face across several images; face numbers restart at 1 in each image.
+
+    An image in which no face was found still gets a row (``no_face_rows``), so a table of several
+    photos names every one of them: ``face`` 0 and emotion ``"no face"`` (``NO_FACE``), as
+    ``moodify batch`` counts ``faces=0``, with an empty box and empty probabilities. The box
+    columns are then pandas' nullable ``Int64`` and the probabilities ``float`` with NaN, so the
+    table still sorts, filters and averages like one of faces only.
+    """
     rows = []
     for image, faces in results:
+        if not faces and no_face_rows:
+            rows.append({"image": image, "face": 0, "emotion": NO_FACE})
         for number, face in enumerate(faces, start=1):
             x, y, w, h = face.box
             rows.append({"image": image, "face": number, "emotion": face.emotion,
@@ -51,7 +66,7 @@ def results_table(results: Iterable[ImageResult]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(FACE_COLUMNS))
     # An empty table keeps usable dtypes, so callers can filter and sort it like a full one.
     return table.astype({"image": str, "face": int, "emotion": str, "confidence": float,
-                         "x": int, "y": int, "w": int, "h": int, **{e: float for e in EMOTIONS}})
+                         **{c: "Int64" for c in BOX_COLUMNS}, **{e: float for e in EMOTIONS}})
 
 
 def table_csv(table: pd.DataFrame) -> bytes:

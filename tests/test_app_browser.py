@@ -227,6 +227,20 @@ def test_bad_uploads_get_friendly_messages(page, media):
     _no_traceback(page)
 
 
+def test_all_photos_lists_a_photo_without_a_face(page, media, tmp_path):
+    """Several photos, one without a face: "All photos" and its downloads name every photo."""
+    sky = _save(tmp_path / "sky.png", np.full((300, 400, 3), (235, 206, 135), np.uint8))
+    page.locator('input[type="file"]').set_input_files([str(media["photo"]), str(sky)])
+    page.get_by_role("button", name="Download all as CSV").wait_for(timeout=WAIT_MS)
+    table = pd.read_csv(io.BytesIO(_download(page, "Download all as CSV")))
+    assert table["image"].tolist() == ["astronaut.jpg", "sky.png"], table
+    assert table.loc[1, "emotion"] == "no face" and table.loc[1, "face"] == 0
+    records = json.loads(_download(page, "Download all as JSON"))
+    assert [r["image"] for r in records] == ["astronaut.jpg", "sky.png"] and records[1]["faces"] == []
+    _no_traceback(page)
+    _screenshot(page, "upload-all-photos")
+
+
 # ---------------------------------------------------------------- Snapshot
 
 def test_snapshot_from_the_webcam(page, media):
