@@ -32,7 +32,12 @@ def face_label(face: Face, number: int | None = None) -> str:
 def annotate(bgr: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[int] | None = None,
              bars: bool = True) -> np.ndarray:
     """A copy of ``bgr`` with each face boxed, labelled ``number emotion confidence`` and, when
-    ``bars``, a small bar per emotion under the box. ``numbers`` default to 1, 2, ... in order."""
+    ``bars``, a small bar per emotion under the label. ``numbers`` default to 1, 2, ... in order.
+
+    The label and its bars never cover the face: they sit above the box, or beside it when the
+    face is too near the top of the picture, and never in the box or just below it (the chin and
+    neck a viewer looks at; a dark panel there hid them).
+    """
     return _annotate_into(bgr.copy(), faces, numbers=numbers, bars=bars)
 
 
@@ -47,25 +52,44 @@ def _annotate_into(out: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick + 1)
         text = face_label(face, number)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        top = y - th - base - 4 if y - th - base - 4 >= 0 else y + h
-        cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 4), color, cv2.FILLED)
-        cv2.putText(out, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick,
+        label_h, bar_h = th + base + 4, max(3, th // 2)
+        width, height = tw + 4, th + base + 4 + (len(EMOTIONS) * (bar_h + 1) if bars else 0)
+        left, top = _label_place(out.shape[:2], face.box, (width, height), gap=thick + 2)
+        cv2.rectangle(out, (left, top), (left + width - 1, top + label_h - 1), color, cv2.FILLED)
+        cv2.putText(out, text, (left + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick,
                     cv2.LINE_AA)
         if bars:
-            _draw_bars(out, face, x, y + h + 2, w)
+            _draw_bars(out, face, left, top + label_h + 1, width - 1, bar_h)
     return out
 
 
-def _draw_bars(img: np.ndarray, face: Face, x: int, y: int, width: int) -> None:
-    bar_h = max(2, width // 25)
+def _label_place(shape: tuple[int, int], box: tuple[int, int, int, int], size: tuple[int, int], *,
+                 gap: int) -> tuple[int, int]:
+    """Top-left corner for a ``size`` (width, height) label block: above the box if it fits there,
+    else to its right, else to its left; only a face that leaves no room at all gets it over the box."""
+    H, W = shape
+    x, y, w, h = box
+    width, height = size
+    left = min(max(x, 0), max(W - width, 0))
+    if y - gap - height >= 0:
+        return left, y - gap - height
+    top = min(max(y, 0), max(H - height, 0))
+    if x + w + gap + width <= W:
+        return x + w + gap, top
+    if x - gap - width >= 0:
+        return x - gap - width, top
+    return left, 0
+
+
+def _draw_bars(img: np.ndarray, face: Face, x: int, y: int, width: int, bar_h: int) -> None:
     for i, emotion in enumerate(EMOTIONS):
         top = y + i * (bar_h + 1)
         if top + bar_h >= img.shape[0]:
             break
         length = int(round(face.probabilities[emotion] * width))
-        cv2.rectangle(img, (x, top), (x + width, top + bar_h), (60, 60, 60), cv2.FILLED)
+        cv2.rectangle(img, (x, top), (x + width, top + bar_h - 1), (60, 60, 60), cv2.FILLED)
         if length:
-            cv2.rectangle(img, (x, top), (x + length, top + bar_h), EMOTION_COLORS[emotion], cv2.FILLED)
+            cv2.rectangle(img, (x, top), (x + length, top + bar_h - 1), EMOTION_COLORS[emotion], cv2.FILLED)
 
 
 def annotate_tracks(bgr: np.ndarray, faces: Sequence[Face], *, fps: float | None = None,

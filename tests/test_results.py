@@ -143,3 +143,41 @@ def test_every_percentage_has_one_decimal():
 
     assert [percent(p) for p in (0.9328, 0.008, 1.0, 0.0)] == ["93.3%", "0.8%", "100.0%", "0.0%"]
     assert face_label(_face((0, 0, 10, 10), "happy", 0.9328), 1) == "1 happy 93.3%"
+
+
+def _drawn_outside_outline(box, size=(600, 600), **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """(changed, face_area): pixels ``annotate`` changed on a white canvas, and the face box (inside
+    its outline) plus the band of box-height/3 below it, where a viewer looks at chin and neck."""
+    canvas = np.full((*size, 3), 255, np.uint8)
+    face = _face(box, "happy", 0.8)
+    changed = (annotate(canvas, [face], **kwargs) != 255).any(axis=2)
+    x, y, w, h = box
+    edge = 4  # the outline's half-thickness, with a pixel to spare
+    area = np.zeros(size, bool)
+    area[y + edge:y + h - edge, x + edge:x + w - edge] = True  # inside the box
+    area[y + h + edge:y + h + h // 3, x - edge:x + w + edge] = True  # just below it
+    return changed, area
+
+
+@pytest.mark.parametrize("bars", [True, False])
+def test_label_and_bars_stay_off_the_face_and_chin(bars):
+    """The label panel was drawn over the chin and neck: nothing but the box outline is drawn on the
+    face or just below it, and the label is there, in full, around it."""
+    changed, area = _drawn_outside_outline((250, 250, 100, 100), bars=bars)
+    assert not changed[area].any()
+    label = changed.copy()
+    label[240:360, 240:360] = False  # the box and its outline
+    rows, cols = np.nonzero(label)
+    assert rows.size > 200 and rows.max() < 250  # a label block, above the box
+    if bars:
+        assert rows.max() - rows.min() > 40  # 7 bars under the label text
+
+
+def test_face_at_the_top_edge_gets_its_label_beside_it():
+    changed, area = _drawn_outside_outline((250, 0, 100, 100))
+    assert not changed[area].any()
+    (tw, th), _ = cv2.getTextSize("1 happy 80.0%", cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)
+    beside = changed[:, 356:]
+    rows, cols = np.nonzero(beside)
+    assert rows.min() >= 0 and cols.max() - cols.min() >= tw - 4  # the whole label fits in the picture
+    assert beside[:th].any()  # at the face's height, not pushed below it
