@@ -13,9 +13,10 @@ import streamlit as st
 
 import moodify
 from moodify.app_support import pin_torch_threads, read_image_upload
-from moodify.draw import EMOTION_COLORS, annotate
-from moodify.results import (PERCENT_FORMAT, encode_png, face_thumbnail, faces_table, fit_for_display, percent,
-                             probabilities_table, records_json, results_records, results_table, table_csv)
+from moodify.charts import mood_timeline_chart, probability_chart, video_timeline_chart
+from moodify.draw import annotate
+from moodify.results import (encode_png, face_thumbnail, faces_table, fit_for_display, percent, records_json,
+                             results_records, results_table, table_csv)
 from moodify.tracking import SMOOTHING
 
 LIVE_REFRESH_S = 0.25  # seconds between redraws of the live charts
@@ -46,12 +47,6 @@ def no_face_hint(detector: str) -> str:
             f"**{DETECTOR_SLIDER[detector]}** or **{MIN_SIZE_LABEL}** in the sidebar.")
 
 
-def _hex(bgr: tuple[int, int, int]) -> str:
-    b, g, r = bgr
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
-EMOTION_HEX = {e: _hex(EMOTION_COLORS[e]) for e in moodify.EMOTIONS}
 MODEL_CHOICES = {"default": "default (fast)", "accurate": "accurate (slower)"}
 
 
@@ -123,20 +118,6 @@ def detector_key(settings: dict) -> tuple:
 
 # ---------------------------------------------------------------- results of one picture
 
-def probability_chart(face: moodify.Face, *, height: int = 190):
-    """A horizontal bar per emotion, in the model's label order and the drawing's colours."""
-    import altair as alt
-
-    return (alt.Chart(probabilities_table(face), height=height)
-            .mark_bar()
-            .encode(x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", title=None)),
-                    y=alt.Y("emotion:N", sort=list(moodify.EMOTIONS), title=None,
-                            axis=alt.Axis(labelOverlap=False)),  # all 7 names, even in a small card
-                    color=alt.Color("emotion:N", scale=alt.Scale(domain=list(moodify.EMOTIONS),
-                                                                   range=list(EMOTION_HEX.values())), legend=None),
-                    tooltip=["emotion", alt.Tooltip("probability:Q", format=PERCENT_FORMAT)]))
-
-
 def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, detector: str,
                         explain: bool = False) -> None:
     """Annotated picture, a card per face (number, crop, 7 bars), the table and the downloads."""
@@ -197,20 +178,6 @@ def percent_column(name: str):
 
 def _table_columns() -> dict:
     return {name: percent_column(name) for name in ("confidence", *moodify.EMOTIONS)}
-
-
-def mood_timeline_chart(timeline, *, height: int = 220):
-    """Each face's top emotion over time, one dot per analysed frame, coloured by emotion."""
-    import altair as alt
-
-    return (alt.Chart(timeline, height=height)
-            .mark_circle(size=30)
-            .encode(x=alt.X("time_s:Q", title="seconds"),
-                    y=alt.Y("confidence:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-                    color=alt.Color("emotion:N", scale=alt.Scale(domain=list(moodify.EMOTIONS),
-                                                                   range=list(EMOTION_HEX.values()))),
-                    shape=alt.Shape("face:N"),
-                    tooltip=["face", "emotion", alt.Tooltip("confidence:Q", format=PERCENT_FORMAT), "time_s"]))
 
 
 def analyze_upload(data: bytes, name: str, settings: dict):
@@ -359,12 +326,22 @@ def video_mode(settings: dict) -> None:
     with side_col:
         if summary.empty:
             st.warning(f"No face found in {file.name}. {no_face_hint(settings['detector'])}")
-        else:
-            st.markdown("**Share of time in each emotion, per person**")
-            st.dataframe(summary, hide_index=True,
-                         column_config={e: percent_column(e) for e in moodify.EMOTIONS})
+        for row in summary.itertuples():
+            st.markdown(f"**Person {row.track_id}**: mostly **{row.main_emotion}** "
+                        f"({percent(getattr(row, row.main_emotion))} of the time), seen {row.first_s:.1f}-"
+                        f"{row.last_s:.1f} s")
+    if not summary.empty:
+        # Full width: in the side column its 12 columns were cut off on the right.
+        st.markdown("**Share of time in each emotion, per person**")
+        st.dataframe(summary, hide_index=True, width="stretch",
+                     column_config={"track_id": st.column_config.NumberColumn("person"),
+                                    "first_s": st.column_config.NumberColumn("from (s)", format="%.1f"),
+                                    "last_s": st.column_config.NumberColumn("to (s)", format="%.1f"),
+                                    "main_emotion": st.column_config.TextColumn("mostly"),
+                                    **{e: percent_column(e) for e in moodify.EMOTIONS}})
     if not timeline.empty:
-        st.markdown("**Emotion timeline** (smoothed label of each person over time)")
+        st.markdown("**Emotion timeline**: per person, how sure the model is of each emotion over time "
+                    "(smoothed as set in the sidebar); the band on top is the label shown on the video.")
         st.altair_chart(video_timeline_chart(timeline), width="stretch")
     stem = file.name.rsplit(".", 1)[0] or "video"
     c1, c2 = st.columns(2)
@@ -405,19 +382,6 @@ def analyze_video_upload(file, settings: dict) -> dict:
         return {"video": out.read_bytes() if analysis.frames_read else b"", "csv": csv_path.read_bytes(),
                 "timeline": timeline, "summary": pd.DataFrame(analysis.summary.rows()),
                 "frames_read": analysis.frames_read, "damage": analysis.damage}
-
-
-def video_timeline_chart(timeline, *, row_height: int = 36):
-    """One strip per person: a tick per analysed frame, coloured by that person's smoothed emotion."""
-    import altair as alt
-
-    people = timeline.assign(person="person " + timeline["track_id"].astype(str))
-    return (alt.Chart(people, height=max(80, row_height * people["person"].nunique()))
-            .mark_tick(thickness=3)
-            .encode(x=alt.X("time_s:Q", title="seconds"), y=alt.Y("person:N", title=None),
-                    color=alt.Color("label:N", title="emotion",
-                                    scale=alt.Scale(domain=list(moodify.EMOTIONS), range=list(EMOTION_HEX.values()))),
-                    tooltip=["person", "label", alt.Tooltip("label_confidence:Q", format=PERCENT_FORMAT), "time_s"]))
 
 
 def main() -> None:
