@@ -240,7 +240,7 @@ def live_mode(settings: dict) -> None:
     import av
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-    from moodify.app_support import LiveResults, loopback_ice_requested, patch_loopback_ice
+    from moodify.app_support import LiveResults, live_connection_message, loopback_ice_requested, patch_loopback_ice
     from moodify.draw import annotate_tracks
     from moodify.video import FpsMeter, FrameAnalyzer
 
@@ -277,10 +277,19 @@ def live_mode(settings: dict) -> None:
             media_stream_constraints={"video": True, "audio": False}, async_processing=True)
     status, chart_area = chart_col.empty(), chart_col.empty()
     timeline_area = st.empty()
-    if not ctx.state.playing:
+    if not (ctx.state.playing or ctx.state.signalling):
         status.info("Press **START** and allow the camera. Each person gets a box, a number that follows "
                     "them, and their emotion, smoothed over time as set in the sidebar.")
         return
+    # Until the first frame arrives, say so: the WebRTC connection can take a while, or never come.
+    # Streamlit reruns this script when the connection's state changes, which ends this wait.
+    start, frames_before = time.monotonic(), live.read().frames
+    while (waiting := live_connection_message(
+            playing=ctx.state.playing, signalling=ctx.state.signalling,
+            new_frames=live.read().frames - frames_before, waited_s=time.monotonic() - start)) is not None:
+        kind, text = waiting
+        getattr(status, kind)(text)
+        time.sleep(LIVE_REFRESH_S)
     while ctx.state.playing:
         snap = live.read()
         if snap.faces:

@@ -134,3 +134,25 @@ class LiveResults:
             frames, faces, rows = self._frames, list(self._faces), list(self._rows)
         columns = ["time_s", "face", "emotion", "confidence", *EMOTIONS]
         return LiveSnapshot(frames, faces, pd.DataFrame(rows, columns=columns))
+
+
+# How long the Live mode waits for the first webcam frame after START before saying something is wrong.
+LIVE_CONNECT_TIMEOUT_S = 15.0
+
+
+def live_connection_message(*, playing: bool, signalling: bool, new_frames: int,
+                            waited_s: float) -> tuple[str, str] | None:
+    """What the Live mode tells a user while the webcam connection is made: ``(kind, text)`` with
+    kind ``"info"`` or ``"warning"``, or None once frames arrive (or before START).
+
+    START once did nothing visible for 72 s: the browser and the app were still negotiating the
+    WebRTC connection, or connected without a frame. ``new_frames`` counts frames analysed since
+    this wait began, ``waited_s`` its length in seconds.
+    """
+    if not (playing or signalling) or new_frames > 0:
+        return None
+    if waited_s < LIVE_CONNECT_TIMEOUT_S:
+        return "info", "Connecting to your camera... (allow the camera if your browser asks)"
+    return "warning", (f"No picture has come from your camera after {waited_s:.0f} s. Check that the browser "
+                       "may use the camera and no other program holds it, then press **STOP** and "
+                       "**START** again, or reload the page.")

@@ -86,3 +86,17 @@ def test_live_results_survive_a_busy_writer_thread():
         assert len(snap.timeline) == 2 * snap.frames
     thread.join()
     assert live.read().frames == 2000
+
+
+def test_live_says_it_is_connecting_until_frames_arrive_and_warns_when_none_do():
+    """START once did nothing visible for 72 s: now the page says what is happening."""
+    from moodify.app_support import LIVE_CONNECT_TIMEOUT_S, live_connection_message
+
+    assert live_connection_message(playing=False, signalling=False, new_frames=0, waited_s=0) is None
+    kind, text = live_connection_message(playing=False, signalling=True, new_frames=0, waited_s=1)
+    assert kind == "info" and "Connecting to your camera" in text
+    assert live_connection_message(playing=True, signalling=False, new_frames=0, waited_s=3)[0] == "info"
+    kind, text = live_connection_message(playing=True, signalling=False, new_frames=0,
+                                         waited_s=LIVE_CONNECT_TIMEOUT_S + 1)
+    assert kind == "warning" and "16 s" in text and "START" in text
+    assert live_connection_message(playing=True, signalling=False, new_frames=2, waited_s=30) is None
