@@ -46,6 +46,7 @@ def _annotate_into(out: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[
     numbers = list(numbers) if numbers is not None else list(range(1, len(faces) + 1))
     scale = max(0.4, min(1.2, max(out.shape[:2]) / 1000))  # text size that reads at any resolution
     thick = max(1, int(round(scale * 2)))
+    taken = [tuple(face.box) for face in faces]  # no label covers a face, nor another label
     for face, number in zip(faces, numbers):
         x, y, w, h = face.box
         color = EMOTION_COLORS[face.emotion]
@@ -54,7 +55,8 @@ def _annotate_into(out: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         label_h, bar_h = th + base + 4, max(3, th // 2)
         width, height = tw + 4, th + base + 4 + (len(EMOTIONS) * (bar_h + 1) if bars else 0)
-        left, top = _label_place(out.shape[:2], face.box, (width, height), gap=thick + 2)
+        left, top = _label_place(out.shape[:2], face.box, (width, height), gap=thick + 2, taken=taken)
+        taken.append((left, top, width, height))
         cv2.rectangle(out, (left, top), (left + width - 1, top + label_h - 1), color, cv2.FILLED)
         cv2.putText(out, text, (left + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick,
                     cv2.LINE_AA)
@@ -64,21 +66,25 @@ def _annotate_into(out: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[
 
 
 def _label_place(shape: tuple[int, int], box: tuple[int, int, int, int], size: tuple[int, int], *,
-                 gap: int) -> tuple[int, int]:
-    """Top-left corner for a ``size`` (width, height) label block: above the box if it fits there,
-    else to its right, else to its left; only a face that leaves no room at all gets it over the box."""
+                 gap: int, taken: Sequence[tuple[int, int, int, int]] = ()) -> tuple[int, int]:
+    """Top-left corner for a ``size`` (width, height) label block: above the box, else to its right,
+    else to its left, else below the chin band (box-height/3 under the box); the first of these
+    inside the picture that covers none of the ``taken`` rectangles (x, y, w, h: the faces and the
+    labels placed so far), else the first inside the picture. Only a face that leaves no room at
+    all gets its label over the box."""
     H, W = shape
     x, y, w, h = box
     width, height = size
     left = min(max(x, 0), max(W - width, 0))
-    if y - gap - height >= 0:
-        return left, y - gap - height
-    top = min(max(y, 0), max(H - height, 0))
-    if x + w + gap + width <= W:
-        return x + w + gap, top
-    if x - gap - width >= 0:
-        return x - gap - width, top
-    return left, 0
+    side_top = min(max(y, 0), max(H - height, 0))
+    candidates = [(left, y - gap - height), (x + w + gap, side_top), (x - gap - width, side_top),
+                  (left, y + h + h // 3 + gap)]
+    inside = [(cx, cy) for cx, cy in candidates if cx >= 0 and cy >= 0 and cx + width <= W and cy + height <= H]
+    for cx, cy in inside:
+        if not any(cx < tx + tw and tx < cx + width and cy < ty + th and ty < cy + height
+                   for tx, ty, tw, th in taken):
+            return cx, cy
+    return inside[0] if inside else (left, 0)
 
 
 def _draw_bars(img: np.ndarray, face: Face, x: int, y: int, width: int, bar_h: int) -> None:

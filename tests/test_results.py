@@ -181,3 +181,18 @@ def test_face_at_the_top_edge_gets_its_label_beside_it():
     rows, cols = np.nonzero(beside)
     assert rows.min() >= 0 and cols.max() - cols.min() >= tw - 4  # the whole label fits in the picture
     assert beside[:th].any()  # at the face's height, not pushed below it
+
+
+def test_labels_of_two_faces_side_by_side_do_not_cover_each_other():
+    """Two faces near the top of a frame: each label goes beside or under its own face, and none
+    over the other face or its label."""
+    canvas = np.full((300, 500, 3), 255, np.uint8)  # no room right of face 2, nor above either face
+    faces = [_face((75, 20, 75, 90), "happy", 0.9), _face((330, 20, 75, 90), "sad", 0.9)]
+    alone = annotate(canvas, faces[:1])
+    both = annotate(canvas, faces)
+    first = (alone != 255).any(axis=2)
+    # Face 1's box, label and bars come out the same whether or not face 2 is drawn too.
+    np.testing.assert_array_equal(both[first], alone[first])
+    second = (both != alone).any(axis=2)
+    assert second.sum() > 1000  # face 2's box and label are drawn, elsewhere
+    assert not second[20 + 4:110 - 4, 330 + 4:405 - 4].any()  # and not on face 2 itself
