@@ -155,7 +155,7 @@ def _wait_for_result(page) -> None:
 
 def _face_cards(page) -> list[tuple[int, str]]:
     """(number, emotion) of every 'Face N: emotion (p%)' card on the page."""
-    return [(int(n), e) for n, e in re.findall(r"Face (\d+): (\w+) \(\d+%\)", page.inner_text("body"))]
+    return [(int(n), e) for n, e in re.findall(r"Face (\d+): (\w+) \(\d+\.\d%\)", page.inner_text("body"))]
 
 
 def _no_traceback(page) -> None:
@@ -323,7 +323,7 @@ def test_live_webcam_frames_come_back_annotated(playwright, chromium, media, tmp
         webrtc = page.frame_locator('iframe[title*="streamlit_webrtc"]')
         webrtc.get_by_role("button", name="START").click()
         page.get_by_text(re.compile(r"Faces now: 1\.")).wait_for()
-        page.get_by_text(re.compile(r"Face 1: \w+ \(\d+%\)")).wait_for()
+        page.get_by_text(re.compile(r"Face 1: \w+ \(\d+\.\d%\)")).wait_for()
         source, box = cv2.imread(str(media["camera_frame"])), _expected_camera_box(media)
         # The first frames shown can be the camera's own, passed through until the first analysed
         # frame is ready; watch the stream until an annotated one arrives.
