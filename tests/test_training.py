@@ -53,21 +53,28 @@ def test_tiny_training_run_learns_and_writes_a_usable_model(synthetic_root, tmp_
     assert model.tta is True and set(ckpt["training"]["tta_choice"]) == {"on", "off"}
 
 
+def _interrupted_in_epoch(number: int, argv: list[str], monkeypatch) -> int:
+    """Run ``moodify train`` with a Ctrl-C at the start of epoch ``number`` (1-based); its exit status."""
+    real_epoch = train.train_one_epoch
+
+    def interrupt(*args, epoch, **kwargs):
+        if epoch == number - 1:
+            raise KeyboardInterrupt
+        return real_epoch(*args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupt)
+    try:
+        return cli.main(argv)
+    finally:
+        monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+
+
 @pytest.mark.slow
 def test_resume_after_interruption_gives_the_same_model(synthetic_root, tmp_path, monkeypatch):
     common = ["train", "--data", str(synthetic_root), *TINY]
     assert cli.main([*common, "--out", str(tmp_path / "straight")]) == 0
 
-    real_epoch = train.train_one_epoch
-
-    def crash_in_third_epoch(*args, epoch, **kwargs):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(train, "train_one_epoch", crash_in_third_epoch)
-    assert cli.main([*common, "--out", str(tmp_path / "resumed")]) == 130
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    assert _interrupted_in_epoch(3, [*common, "--out", str(tmp_path / "resumed")], monkeypatch) == 130
     assert cli.main([*common, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
 
     a = load_checkpoint(tmp_path / "straight" / "model.pt")["state_dict"]
@@ -225,16 +232,7 @@ def test_resume_rebuilds_the_run_from_its_checkpoint_and_keeps_its_provenance(sy
                                                                                monkeypatch, capsys):
     out = tmp_path / "run"
     first = ["train", "--data", str(synthetic_root), "--out", str(out), *TINY]
-    real_epoch = train.train_one_epoch
-
-    def crash_in_second_epoch(*args, epoch, **kwargs):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_epoch(*args, epoch=epoch, **kwargs)
-
-    monkeypatch.setattr(train, "train_one_epoch", crash_in_second_epoch)
-    assert cli.main(first) == 130
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    assert _interrupted_in_epoch(2, first, monkeypatch) == 130
     capsys.readouterr()
     # Other widths on the command line, and no other option: the checkpoint's network and options win,
     # and the user is told; a changed --epochs is the user's to change, and is said too.
