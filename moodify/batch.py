@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from .detect import LANDMARKS
+from .images import IMAGE_SUFFIXES
 from .labels import EMOTIONS
 from .options import detector_spec
 
@@ -47,10 +48,8 @@ DESCRIPTION = ("Classify every face in many images (folders, globs, lists of pat
                "pixels), emotion, confidence, the 7 probabilities, error (why an unreadable image was skipped), "
                "then the 5 YuNet landmarks in pixels (right_eye_x, right_eye_y, ..., mouth_left_y; empty with Haar).")
 
-# A folder is searched for these (case-insensitive); a path named explicitly, in a glob or a
-# list file is always tried, whatever its name, so a misnamed image still gets its row.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-                            ".pgm", ".ppm", ".pnm"})
+# A folder is searched for IMAGE_SUFFIXES (moodify.images); a path named explicitly, in a glob or
+# a list file is always tried, whatever its name, so a misnamed image still gets its row.
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})  # an INPUT with one of these lists paths, one per line
 # The five YuNet landmarks in pixels (empty with Haar): right_eye_x, right_eye_y, ..., mouth_left_y.
 LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in LANDMARKS for axis in "xy")
@@ -260,11 +259,11 @@ def _die_with(parent_pid: int) -> None:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0 only asks; PermissionError would still mean it exists
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 

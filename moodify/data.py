@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import EMOTIONS
+from .labels import EMOTIONS, label_index
 from .preprocess import FACE_SIZE, resize_face  # FER2013 faces are 48x48 grayscale
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -223,7 +223,7 @@ def read_folder_layout(root: str | os.PathLike, *, val_fraction: float = 0.1, se
     for split, folder in found.items():
         images, labels = [], []
         for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-            label = _label_index(class_dir.name)
+            label = label_index(class_dir.name)
             if label is None:
                 raise DataError(f"{class_dir}: folder name is not an emotion ({', '.join(EMOTIONS)} or 0-6)")
             for file in sorted(class_dir.rglob("*")):
@@ -246,11 +246,3 @@ def read_folder_layout(root: str | os.PathLike, *, val_fraction: float = 0.1, se
         sets["Training"] = FaceSet(train.images[keep], train.labels[keep])
     return sets
 
-
-def _label_index(name: str) -> int | None:
-    name = name.lower()
-    if name.isdigit() and int(name) < len(EMOTIONS):
-        return int(name)
-    aliases = {"anger": "angry", "happiness": "happy", "sadness": "sad", "surprised": "surprise"}
-    name = aliases.get(name, name)
-    return EMOTIONS.index(name) if name in EMOTIONS else None

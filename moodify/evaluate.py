@@ -127,7 +127,7 @@ def format_report(report: dict, *, header: str) -> str:
 def main(args: argparse.Namespace) -> dict:
     if args.photos:
         return evaluate_photos_main(args)
-    model = load_model(args.model)  # FER2013 scoring needs logits: the torch model
+    model = load_model(args.model, backend=args.backend)
     sets = load_dataset(args.data, labels=args.labels)
     if args.split not in sets:
         raise DataError(f"the data has no {args.split} split (in a folder layout PrivateTest is test/, PublicTest "

@@ -28,6 +28,11 @@ _MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;
                "YCbCr": 3, "LAB": 3, "HSV": 3}
 
 
+# Image files by suffix (case-insensitive): what a folder is searched for (batch, labelled photos).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                            ".pgm", ".ppm", ".pnm"})
+
+
 class ImageError(Exception):
     """An input that is not a usable image; the message names it and says why."""
 

@@ -22,8 +22,9 @@ def no_face_hint(kind: str) -> str:
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="registry name, checkpoint path, or a .onnx file from `moodify export` (run by "
-                        "onnxruntime whatever --backend says) (default: the shipped model)")
+    p.add_argument("--model", default=None,
+                   help="registry name, checkpoint path, or a .onnx file from `moodify export` (run by onnxruntime "
+                        "whatever --backend says) (default: the shipped model)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="inference engine: PyTorch, or onnxruntime (the model exported once and cached)")
 

@@ -14,17 +14,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from .data import DataError
-from .labels import EMOTIONS
+from .images import IMAGE_SUFFIXES
+from .labels import EMOTIONS, label_index
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"})
-# Other names people give the 7 classes (folder names, other data sets' label words).
-LABEL_ALIASES = {"anger": "angry", "disgusted": "disgust", "afraid": "fear", "fearful": "fear", "scared": "fear",
-                 "happiness": "happy", "joy": "happy", "sadness": "sad", "surprised": "surprise", "calm": "neutral"}
 
 
 @dataclass(frozen=True)
@@ -35,13 +32,11 @@ class LabelledPhoto:
     meta: dict = field(default_factory=dict, compare=False)  # the CSV row
 
 
-def label_index(text: str) -> int:
-    """A class name (FER2013 name or a common alias, any case) -> its index in EMOTIONS."""
-    key = text.strip().lower()
-    key = LABEL_ALIASES.get(key, key)
-    if key not in EMOTIONS:
+def _label(text: str) -> int:
+    index = label_index(text)
+    if index is None:
         raise DataError(f"unknown label {text!r}: use one of {', '.join(EMOTIONS)}")
-    return EMOTIONS.index(key)
+    return index
 
 
 def parse_where(clauses: Sequence[str] | None) -> dict[str, set[str]]:
@@ -89,7 +84,7 @@ def _csv_photos(path: Path, where: dict[str, set[str]]) -> list[LabelledPhoto]:
             if any(row.get(col) not in values for col, values in where.items()):
                 continue
             try:
-                label = label_index(row["label"] or "")
+                label = _label(row["label"] or "")
             except DataError as exc:
                 raise DataError(f"{path}, line {line}: {exc}") from None
             name = row["path"]
@@ -103,7 +98,7 @@ def _folder_photos(folder: Path) -> list[LabelledPhoto]:
     if not classes:
         raise DataError(f"{folder}: expected one sub-folder per class ({', '.join(EMOTIONS)})")
     for sub in classes:
-        label = label_index(sub.name)
+        label = _label(sub.name)
         for file in sorted(sub.rglob("*")):
             if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES and not file.name.startswith("."):
                 photos.append(LabelledPhoto(str(file), label, str(file.relative_to(folder))))
@@ -209,7 +204,3 @@ def format_photo_report(report: dict, *, header: str) -> str:
         lines.append(f"  unreadable: {error}")
     return "\n".join(lines)
 
-
-def subset_report(outcomes: Sequence[PhotoOutcome], keep: Callable[[PhotoOutcome], bool]) -> dict:
-    """``photo_report`` over the outcomes ``keep`` accepts."""
-    return photo_report([o for o in outcomes if keep(o)])

@@ -78,11 +78,6 @@ class Framing:
         centre = anchor + ref * (self.shift_x * across + self.shift_y * down)
         return float(centre[0]), float(centre[1]), self.scale * ref, angle
 
-    def square(self, box: tuple[float, float, float, float]) -> tuple[float, float, float]:
-        """(centre x, centre y, side) of the crop square for a detector box (box framings only)."""
-        cx, cy, side, _ = self.placement(box)
-        return cx, cy, side
-
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -187,9 +187,7 @@ def _detector_at(detector, side: int | None):
     """A copy of ``detector`` (its own OpenCV object: the analyzer may run on another thread) that
     searches images downscaled to ``side`` pixels (0: full size; None: the detector's own setting)."""
     if dataclasses.is_dataclass(detector) and hasattr(detector, "max_side"):
-        if side is None:
-            return dataclasses.replace(detector)
-        return dataclasses.replace(detector, max_side=side)
+        return dataclasses.replace(detector, **({} if side is None else {"max_side": side}))
     return detector
 
 
@@ -611,11 +609,10 @@ def add_tracking_arguments(p: argparse.ArgumentParser, *, detect_every: int, det
                    help="temporal smoothing of each person's probabilities, 0 (off) to <1 (steadier, slower to react)")
     p.add_argument("--detect-every", type=int, default=detect_every,
                    help="run the face detector on every k-th frame; the tracker carries the boxes in between")
+    own = (f"; default: the detector's own, {YUNET_MAX_SIDE} for YuNet, {DETECT_MAX_SIDE} for Haar"
+           if detect_side is None else "")
     p.add_argument("--detect-side", type=int, default=detect_side,
-                   help="detect faces on a copy scaled down to this long side in pixels (0: full size; default: "
-                        f"the detector's own, {YUNET_MAX_SIDE} for YuNet, {DETECT_MAX_SIDE} for Haar)"
-                        if detect_side is None else
-                        "detect faces on a copy scaled down to this long side in pixels (0: full size)")
+                   help=f"detect faces on a copy scaled down to this long side in pixels (0: full size{own})")
     p.add_argument("--max-missed", type=int, default=MAX_MISSED,
                    help="detections in a row a face may be missed and still keep its id")
     p.add_argument("--coast", type=int, default=coast,
