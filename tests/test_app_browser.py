@@ -319,10 +319,7 @@ def test_live_webcam_frames_come_back_annotated(playwright, chromium, media, tmp
         stack.callback(b.close)
         page = _open_app(b, url)
         stack.callback(lambda: _screenshot(page, "live-webcam"))
-        _mode(page, "Live")
-        webrtc = page.frame_locator('iframe[title*="streamlit_webrtc"]')
-        webrtc.get_by_role("button", name="START").click()
-        page.get_by_text(re.compile(r"Faces now: 1\.")).wait_for()
+        webrtc = _start_live(page)
         page.get_by_text(re.compile(r"Face 1: \w+ \(\d+\.\d%\)")).wait_for()
         source, box = cv2.imread(str(media["camera_frame"])), _expected_camera_box(media)
         # The first frames shown can be the camera's own, passed through until the first analysed
@@ -339,6 +336,15 @@ def test_live_webcam_frames_come_back_annotated(playwright, chromium, media, tmp
                     raise
                 page.wait_for_timeout(1000)
         _no_traceback(page)
+
+
+def _start_live(page):
+    """Switch to Live, press START and wait until a face is reported; the webrtc iframe's locator."""
+    _mode(page, "Live")
+    webrtc = page.frame_locator('iframe[title*="streamlit_webrtc"]')
+    webrtc.get_by_role("button", name="START").click()
+    page.get_by_text(re.compile(r"Faces now: 1\.")).wait_for()
+    return webrtc
 
 
 def _grab_video_frame(webrtc, attempts: int = 20) -> np.ndarray:
@@ -457,10 +463,7 @@ def test_four_users_upload_while_a_fifth_runs_live(playwright, chromium, media, 
 
         live = _open_app(b, url)
         stack.callback(lambda: _screenshot(live, "several-users-live"))
-        _mode(live, "Live")
-        webrtc = live.frame_locator('iframe[title*="streamlit_webrtc"]')
-        webrtc.get_by_role("button", name="START").click()
-        live.get_by_text(re.compile(r"Faces now: 1\.")).wait_for()
+        webrtc = _start_live(live)
         live_start, frames_at_start = time.monotonic(), _frames_analysed(live)
 
         pages = [_open_app(b, url) for _ in photos]
