@@ -216,6 +216,17 @@ def peak_rss_mb(*argv) -> tuple[int, float]:
     return status, peak
 
 
+def test_measured_peak_is_the_runs_own_not_the_callers():
+    # A child's ru_maxrss starts at its parent's high-water mark: measured straight from a pytest
+    # that had grown to 7.3 GB, every run "peaked" at 7,330 MB, and the bounds below failed on CI.
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from bad_inputs import run_measured; "
+              "ballast = bytearray(600 * 2**20); ballast[::4096] = b'x' * len(ballast[::4096]); "
+              "print(run_measured([sys.executable, '-c', 'pass'], timeout=60)[3])")
+    peak = float(subprocess.run([sys.executable, "-c", script, str(PROJECT / "tests")], capture_output=True,
+                                text=True, timeout=120, check=True).stdout)
+    assert 1 < peak < 100  # MB: a bare interpreter, not the 600 MB its caller holds
+
+
 @pytest.fixture(scope="module")
 def bomb_png(tmp_path_factory) -> Path:
     return png_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png", 30000, 30000)  # 875 KB claiming 900 MP
