@@ -12,12 +12,13 @@ import time
 import streamlit as st
 
 import moodify
-from moodify.app_support import pin_torch_threads, read_image_upload
-from moodify.charts import mood_timeline_chart, probability_chart, video_timeline_chart
-from moodify.draw import annotate
-from moodify.results import (encode_png, face_thumbnail, faces_table, fit_for_display, percent, records_json,
-                             results_records, results_table, table_csv)
-from moodify.tracking import SMOOTHING
+from moodify.app_support.charts import mood_timeline_chart, probability_chart, video_timeline_chart
+from moodify.app_support.results import (encode_png, face_thumbnail, faces_table, fit_for_display, percent,
+                                         records_json, results_records, results_table, table_csv)
+from moodify.app_support.session import detector_key, live_analyzer, model_choices, session_recognizer
+from moodify.app_support.uploads import pin_torch_threads, read_image_upload
+from moodify.pipeline.draw import annotate
+from moodify.video.tracking import SMOOTHING
 
 LIVE_REFRESH_S = 0.25  # seconds between redraws of the live charts
 DISPLAY_MAX_SIDE = 1400  # pixels: pictures are shown (and offered as PNG) at most this large
@@ -47,7 +48,7 @@ def no_face_hint(detector: str) -> str:
             f"**{DETECTOR_SLIDER[detector]}** or **{MIN_SIZE_LABEL}** in the sidebar.")
 
 
-MODEL_CHOICES = {"default": "default (fast)", "accurate": "accurate (slower)"}
+MODEL_CHOICES = model_choices()  # from the registry: name -> "name (summary)"
 
 
 # ---------------------------------------------------------------- cached resources (once per process)
@@ -63,16 +64,8 @@ def current_model() -> moodify.EmotionModel:
 
 
 def get_recognizer(settings: dict) -> moodify.Recognizer:
-    """The shared model with this browser session's detector, rebuilt only when its settings change.
-
-    The detector is per session, not cached for the process: an OpenCV cascade is not safe to
-    run from two sessions' threads at once, while the network's inference is.
-    """
-    key = detector_key(settings)
-    if st.session_state.get("detector_key") != key:
-        st.session_state["detector"] = moodify.make_detector(**dict(key))
-        st.session_state["detector_key"] = key
-    return moodify.Recognizer(model=current_model(), detector=st.session_state["detector"])
+    """The shared model with this browser session's detector (moodify.app_support.session)."""
+    return session_recognizer(st.session_state, current_model(), settings)
 
 
 # ---------------------------------------------------------------- sidebar
@@ -108,12 +101,6 @@ def sidebar(model: moodify.EmotionModel) -> dict:
         st.caption(PRIVACY_NOTE)
     return {"detector": kind, "score_threshold": score_threshold, "min_neighbors": min_neighbors,
             "min_size": min_size, "smoothing": smoothing, "explain": explain, "model": model.name}
-
-
-def detector_key(settings: dict) -> tuple:
-    """The ``make_detector`` keywords the sidebar chose, as a hashable key."""
-    return (("kind", settings["detector"]), ("score_threshold", settings["score_threshold"]),
-            ("min_neighbors", settings["min_neighbors"]), ("min_size", settings["min_size"]))
 
 
 # ---------------------------------------------------------------- results of one picture
@@ -155,7 +142,7 @@ def explain_faces(faces: list[moodify.Face], *, size: int = 160) -> list:
     """A Grad-CAM overlay (BGR) per face, for the emotion each face is labelled with."""
     import numpy as np
 
-    from moodify.explain import gradcam, overlay
+    from moodify.model.explain import gradcam, overlay
 
     crops = np.stack([face.crop for face in faces])
     maps = gradcam(current_model(), crops, [face.emotion for face in faces])
@@ -240,24 +227,16 @@ def live_mode(settings: dict) -> None:
     import av
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-    from moodify.app_support import LiveResults, live_connection_message, loopback_ice_requested, patch_loopback_ice
-    from moodify.draw import annotate_tracks
-    from moodify.video import FpsMeter, FrameAnalyzer
+    from moodify.app_support.live import (LiveResults, live_connection_message, loopback_ice_requested,
+                                          patch_loopback_ice)
+    from moodify.pipeline.draw import annotate_tracks
+    from moodify.video.frames import FpsMeter, FrameAnalyzer
 
     if loopback_ice_requested():
         patch_loopback_ice()
     # Per browser session: the hand-over object, and a tracker/smoother rebuilt when settings change.
     live: LiveResults = st.session_state.setdefault("live_results", LiveResults())
-    key = (detector_key(settings), settings["smoothing"], settings["model"])
-    if st.session_state.get("live_key") != key:
-        # A detector of its own: the callback runs on another thread, and an OpenCV detector is not
-        # safe to share with other sessions' uploads.
-        detector = moodify.make_detector(**dict(detector_key(settings)))
-        recognizer = moodify.Recognizer(model=current_model(), detector=detector)
-        # The webcam settings moodify live uses (detector on every 3rd frame, at 320 px), not video's.
-        st.session_state["live_analyzer"] = FrameAnalyzer.live(recognizer, smoothing=settings["smoothing"])
-        st.session_state["live_key"] = key
-    analyzer: FrameAnalyzer = st.session_state["live_analyzer"]
+    analyzer: FrameAnalyzer = live_analyzer(st.session_state, current_model(), settings)
     meter = FpsMeter()
 
     def on_frame(frame: av.VideoFrame) -> av.VideoFrame:
@@ -305,7 +284,7 @@ def live_mode(settings: dict) -> None:
 
 
 def video_mode(settings: dict) -> None:
-    from moodify.video import VideoError
+    from moodify.errors import VideoError
 
     file = st.file_uploader("Video", type=VIDEO_TYPES,
                             help="MP4, MOV, AVI, MKV or WebM. Every frame is analysed; a short clip is quickest.")
@@ -317,21 +296,21 @@ def video_mode(settings: dict) -> None:
         try:
             result = analyze_video_upload(file, settings)
         except VideoError as exc:
-            result = {"error": str(exc)}
+            result = str(exc)  # the message, shown instead of results
         st.session_state["video_result"], st.session_state["video_key"] = result, key
     result = st.session_state["video_result"]
-    if "error" in result:
-        st.error(f"**{file.name}** could not be analysed: {_without_name(result['error'], file.name)}")
+    if isinstance(result, str):
+        st.error(f"**{file.name}** could not be analysed: {_without_name(result, file.name)}")
         return
-    if result["damage"]:
-        st.warning(f"{file.name} is damaged: {result['damage']}. The results cover the "
-                   f"{result['frames_read']} frames that could be read.")
-    timeline, summary = result["timeline"], result["summary"]
-    st.markdown(f"**{result['frames_read']} frames** analysed; **{len(summary)} "
+    if result.damage:
+        st.warning(f"{file.name} is damaged: {result.damage}. The results cover the "
+                   f"{result.frames_read} frames that could be read.")
+    timeline, summary = result.timeline, result.summary
+    st.markdown(f"**{result.frames_read} frames** analysed; **{len(summary)} "
                 f"{'person' if len(summary) == 1 else 'people'}** tracked.")
     video_col, side_col = st.columns([3, 2])
-    if result["video"]:
-        video_col.video(result["video"], format="video/mp4")
+    if result.video:
+        video_col.video(result.video, format="video/mp4")
     with side_col:
         if summary.empty:
             st.warning(f"No face found in {file.name}. {no_face_hint(settings['detector'])}")
@@ -354,43 +333,22 @@ def video_mode(settings: dict) -> None:
         st.altair_chart(video_timeline_chart(timeline), width="stretch")
     stem = file.name.rsplit(".", 1)[0] or "video"
     c1, c2 = st.columns(2)
-    if result["video"]:
-        c1.download_button("Download annotated video", result["video"], f"{stem}-moodify.mp4", "video/mp4",
+    if result.video:
+        c1.download_button("Download annotated video", result.video, f"{stem}-moodify.mp4", "video/mp4",
                            key="video-mp4", on_click="ignore")
-    c2.download_button("Download timeline CSV", result["csv"], f"{stem}-moodify-timeline.csv", "text/csv",
+    c2.download_button("Download timeline CSV", result.csv, f"{stem}-moodify-timeline.csv", "text/csv",
                        key="video-csv", on_click="ignore")
 
 
-def analyze_video_upload(file, settings: dict) -> dict:
-    """Run moodify.video on an uploaded file; everything comes back in memory and the temporary
-    files (the decoder and encoder need real files) are deleted before this returns."""
-    import tempfile
-    from pathlib import Path
+def analyze_video_upload(file, settings: dict):
+    """The upload analysed by moodify.app_support.video, with a progress bar on the page."""
+    from moodify.app_support.video import analyze_video_upload as analyze
 
-    import pandas as pd
-
-    from moodify.video import VideoError, analyze_video
-
-    suffix = Path(file.name).suffix.lower() or ".mp4"
-    with tempfile.TemporaryDirectory(prefix="moodify-") as tmp:
-        src, out, csv_path = Path(tmp) / f"input{suffix}", Path(tmp) / "annotated.mp4", Path(tmp) / "timeline.csv"
-        src.write_bytes(file.getvalue())
-        try:
-            analysis = analyze_video(src, recognizer=get_recognizer(settings), output=out, csv_path=csv_path,
-                                     smoothing=settings["smoothing"], progress=False)
-            total = analysis.reader.frame_count
-            bar = st.progress(0.0, text=f"Analysing {file.name}...")
-            for _ in analysis:
-                done = analysis.frames_read / total if total else 0.0
-                bar.progress(min(done, 1.0), text=f"Analysing {file.name}: frame {analysis.frames_read}"
-                                                  + (f" of {total}" if total else ""))
-            bar.empty()
-        except VideoError as exc:  # name the upload, not our temporary copy of it
-            raise VideoError(str(exc).replace(str(src), file.name)) from None
-        timeline = pd.read_csv(csv_path)
-        return {"video": out.read_bytes() if analysis.frames_read else b"", "csv": csv_path.read_bytes(),
-                "timeline": timeline, "summary": pd.DataFrame(analysis.summary.rows()),
-                "frames_read": analysis.frames_read, "damage": analysis.damage}
+    bar = st.progress(0.0, text=f"Analysing {file.name}...")
+    result = analyze(file.getvalue(), file.name, recognizer=get_recognizer(settings), smoothing=settings["smoothing"],
+                     progress=lambda done, text: bar.progress(done, text=text))
+    bar.empty()
+    return result
 
 
 def main() -> None:

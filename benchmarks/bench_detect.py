@@ -95,7 +95,7 @@ def on_face(box, truth) -> bool:
 
 
 def measure(detector, model, scenes, truth, labels, negatives) -> dict:
-    from moodify.preprocess import crop_faces
+    from moodify.pipeline.preprocess import crop_faces
 
     found, false_in_scenes, crops, crop_labels = 0, 0, [], []
     start = time.perf_counter()
@@ -138,7 +138,7 @@ def measure_kdef(detector, kdef: Path, rows: list[dict]) -> dict:
 
 def size_sets(kdef: Path, rows: list[dict], pictures: list[np.ndarray]) -> tuple[list, list]:
     """KDEF val straight photos as 1024x1024 close-ups and as ~40 px faces in 1920x1080 pictures."""
-    from moodify.detect import make_detector
+    from moodify.pipeline.detect import make_detector
 
     finder = make_detector("yunet")
     close, small = [], []
@@ -174,8 +174,8 @@ def main() -> None:
     args = p.parse_args()
 
     from moodify import load_model
-    from moodify.data import load_dataset, resolve_data_path
-    from moodify.detect import make_detector
+    from moodify.training.data import load_dataset, resolve_data_path
+    from moodify.pipeline.detect import make_detector
 
     cv2.setNumThreads(1)
     pictures = backgrounds()

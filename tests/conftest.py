@@ -51,6 +51,6 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def fer2013(data_root):
-    from moodify.data import load_dataset
+    from moodify.training.data import load_dataset
 
     return load_dataset(data_root)

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from moodify import train
+from moodify.training import train
 
 record_dir, argv = sys.argv[1], sys.argv[2:]
 rank = int(os.environ["RANK"])

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from moodify import EMOTIONS, Face, ImageError
-from moodify.app_support import LOOPBACK_ICE_ENV, LiveResults, loopback_ice_requested, read_image_upload
+from moodify.app_support.live import LiveResults, LOOPBACK_ICE_ENV, loopback_ice_requested
+from moodify.app_support.uploads import read_image_upload
 
 
 def _png(width: int, height: int, mode: str = "L") -> bytes:
@@ -90,7 +91,7 @@ def test_live_results_survive_a_busy_writer_thread():
 
 def test_live_says_it_is_connecting_until_frames_arrive_and_warns_when_none_do():
     """START once did nothing visible for 72 s: now the page says what is happening."""
-    from moodify.app_support import LIVE_CONNECT_TIMEOUT_S, live_connection_message
+    from moodify.app_support.live import LIVE_CONNECT_TIMEOUT_S, live_connection_message
 
     assert live_connection_message(playing=False, signalling=False, new_frames=0, waited_s=0) is None
     kind, text = live_connection_message(playing=False, signalling=True, new_frames=0, waited_s=1)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from moodify import EMOTIONS
-from moodify.batch import COLUMNS, EXIT_UNREADABLE, ResumableOutput, iter_inputs, shard_of
+from moodify.batch import COLUMNS, EXIT_UNREADABLE, iter_inputs, ResumableOutput, shard_of
 from moodify.cli import main as cli
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -96,14 +96,14 @@ def test_every_input_gets_exactly_one_outcome(photos, tmp_path):
                                     "sub/deeper/Äströnaut ünïcode.jpg"])
     for name in ("astronaut.jpg", "sub/astronaut-256.png", "sub/deeper/Äströnaut ünïcode.jpg"):
         (row,) = names[name]
-        assert (row["face"], row["faces"], row["error"]) == ("0", "1", "")
+        assert (row["face"], row["faces"], row["error"]) == ("1", "1", "")
     x, y, w, h = (int(names["astronaut.jpg"][0][k]) for k in "xywh")
     # YuNet's box on the astronaut's face (taller than wide: forehead to chin), and its landmarks.
     assert abs(x - 178) < 15 and abs(y - 63) < 15 and abs(w - 90) < 15 and abs(h - 113) < 15
     eye_x, eye_y = (float(names["astronaut.jpg"][0][k]) for k in ("right_eye_x", "right_eye_y"))
     assert x < eye_x < x + w / 2 and y < eye_y < y + h / 2
     two = names["sub/two astronauts.png"]
-    assert [(r["face"], r["faces"]) for r in two] == [("0", "2"), ("1", "2")]
+    assert [(r["face"], r["faces"]) for r in two] == [("1", "2"), ("2", "2")]
     assert {int(r["x"]) < 512 for r in two} == {True, False}  # one face in each half
     (sky,) = names["sky.png"]
     assert (sky["faces"], sky["face"], sky["emotion"], sky["error"]) == ("0", "", "", "")
@@ -226,7 +226,7 @@ def test_parquet_reads_into_pandas_with_the_types_of_its_columns(photos, tmp_pat
         assert isinstance(df[column].dtype, pd.StringDtype), (column, df[column].dtype)
     assert all(df[column].dtype == "float64" for column in ("confidence", *EMOTIONS, "right_eye_x"))
     face = df.iloc[0]
-    assert (face["face"], face["faces"], face["x"]) == (0, 1, int(read_csv(tmp_path / "out.csv")[0]["x"]))
+    assert (face["face"], face["faces"], face["x"]) == (1, 1, int(read_csv(tmp_path / "out.csv")[0]["x"]))
     assert df["face"].isna().tolist() == [False, True, True] and df["faces"].tolist()[1] == 0
     csv_row = read_csv(tmp_path / "out.csv")[0]
     for column in ("confidence", "happy", "right_eye_x", "mouth_left_y"):

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from moodify import EMOTIONS
-from moodify.charts import EMOTION_HEX, mood_timeline_chart, video_timeline_chart
-from moodify.draw import EMOTION_COLORS
+from moodify.app_support.charts import EMOTION_HEX, mood_timeline_chart, video_timeline_chart
+from moodify.pipeline.draw import EMOTION_COLORS
 from moodify.video import CSV_COLUMNS
 
 

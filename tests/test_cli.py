@@ -27,7 +27,8 @@ def test_classify_json(astronaut_jpg, capsys):
     result = json.loads(capsys.readouterr().out)
     face = result[0]["faces"][0]
     assert result[0]["path"] == str(astronaut_jpg)
-    assert set(face) == {"box", "emotion", "confidence", "probabilities", "landmarks"}
+    assert set(face) == {"face", "box", "emotion", "confidence", "probabilities", "landmarks"}
+    assert face["face"] == 1  # numbered as the app and `moodify batch` number faces
     assert set(face["box"]) == {"x", "y", "w", "h"}
     # YuNet's five points, in the photo's pixels, inside the face box.
     box = face["box"]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import moodify
-from moodify import detect
+from moodify.pipeline import detect
 from moodify.cli import main as cli
-from moodify.detect import DetectorError, HaarDetector, YuNetDetector, make_detector
+from moodify.pipeline.detect import DetectorError, HaarDetector, make_detector, YuNetDetector
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from moodify.weights import load_model
+from moodify.model.registry import load_model
 
 from synthetic import write_fer2013_csv
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from moodify.explain import default_layer, gradcam, overlay
-from moodify.network import EmotionNet, NetConfig
-from moodify.preprocess import Preprocessing, normalize
-from moodify.weights import EmotionModel, make_checkpoint
+from moodify.model.explain import default_layer, gradcam, overlay
+from moodify.model.network import EmotionNet, NetConfig
+from moodify.pipeline.preprocess import normalize, Preprocessing
+from moodify.model.checkpoint import make_checkpoint
+from moodify.model.torch_backend import EmotionModel
 
 ANGRY, HAPPY, NEUTRAL = 0, 3, 6
 # Where each class's only evidence sits in the synthetic faces (rows, columns).

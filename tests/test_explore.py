@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moodify import explore
-from moodify.data import FaceSet
+from moodify.training import explore
+from moodify.training.data import FaceSet
 from moodify.labels import EMOTIONS
 
 

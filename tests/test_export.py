@@ -13,7 +13,7 @@ import pytest
 import moodify
 from moodify import EMOTIONS
 from moodify.cli import main as cli
-from moodify.onnx_backend import OnnxEmotionModel, export_onnx
+from moodify.model.onnx_backend import export_onnx, OnnxEmotionModel
 
 TOLERANCE = 1e-4
 
@@ -114,7 +114,7 @@ def test_not_a_moodify_onnx_file_is_refused(tmp_path):
 def test_wrong_label_order_is_refused(tmp_path, model):
     import onnx
 
-    from moodify.onnx_backend import set_metadata
+    from moodify.model.onnx_backend import set_metadata
 
     path = export_onnx(model, tmp_path / "m.onnx")
     proto = onnx.load(str(path))
@@ -139,7 +139,7 @@ def test_batch_with_onnx_backend_matches_torch(tmp_path, astronaut_jpg, monkeypa
 
 
 def test_int8_quantization_gives_a_working_model(exported, model, faces, tmp_path):
-    from moodify.export import quantize_int8
+    from moodify.model.export import quantize_int8
 
     rng = np.random.default_rng(1)
     calibration = np.concatenate([faces, rng.integers(0, 256, (40, 48, 48), dtype=np.uint8)])

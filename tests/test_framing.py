@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from moodify.framing import UPSCALE, detect_in_fer_face, framing_from_boxes, measurement_detector
-from moodify.preprocess import FER2013_FRAMING, Framing, crop_face
+from moodify.training.framing import detect_in_fer_face, framing_from_boxes, measurement_detector, UPSCALE
+from moodify.pipeline.preprocess import crop_face, FER2013_FRAMING, Framing
 
 pytestmark = pytest.mark.data
 
@@ -47,8 +47,8 @@ def test_shipped_framing_reproduces_fer2013_crops(fer2013):
 def test_record_framing_moves_only_the_crop(tmp_path):
     import shutil
 
-    from moodify.framing import record_framing
-    from moodify.weights import load_model, resolve_model_path
+    from moodify.training.framing import record_framing
+    from moodify.model.registry import load_model, resolve_model_path
 
     path = tmp_path / "model.pt"
     shutil.copy(resolve_model_path(None)[0], path)
@@ -68,8 +68,8 @@ def test_framing_on_labelled_photos_picks_scores_and_records_per_detector(tmp_pa
 
     import cv2
 
-    from moodify.framing import FAMILIES, main
-    from moodify.weights import load_model, resolve_model_path
+    from moodify.training.framing import FAMILIES, main
+    from moodify.model.registry import load_model, resolve_model_path
 
     photos = tmp_path / "photos"
     (photos / "happy").mkdir(parents=True)

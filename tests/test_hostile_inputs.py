@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bad_inputs import png_bomb, run_measured
-from moodify.batch import EXIT_UNREADABLE, Counts, ResumableOutput
+from moodify.batch import Counts, EXIT_UNREADABLE, ResumableOutput
 from moodify.cli import main as cli
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -244,7 +244,7 @@ def test_batch_refuses_a_decompression_bomb_like_classify(bomb_png, tmp_path, ex
 
 
 def test_one_pixel_limit_on_every_decode_path(tmp_path):
-    from moodify.images import MAX_IMAGE_PIXELS, ImageError, load_gray, load_image
+    from moodify.pipeline.images import ImageError, load_gray, load_image, MAX_IMAGE_PIXELS
 
     side = int(MAX_IMAGE_PIXELS ** 0.5) + 1
     bomb = png_bomb(tmp_path / "just-over.png", side, side)  # over the limit, under Pillow's error threshold x 2
@@ -261,7 +261,7 @@ def test_a_float_tiff_is_converted_without_float64_copies(tmp_path):
 
     from PIL import Image
 
-    from moodify.images import load_gray
+    from moodify.pipeline.images import load_gray
 
     h, w = 3000, 4000
     path = tmp_path / "float.tif"
@@ -278,7 +278,7 @@ def test_a_float_tiff_is_converted_without_float64_copies(tmp_path):
 
 @pytest.mark.slow
 def test_images_over_the_byte_budget_are_refused_before_decoding(tmp_path):
-    from moodify.images import MAX_DECODED_BYTES, ImageError, check_size, load_image
+    from moodify.pipeline.images import check_size, ImageError, load_image, MAX_DECODED_BYTES
 
     check_size(8000, 6000, "F", "ok.tif")  # 183 MiB: fine
     with pytest.raises(ImageError, match=r"MiB decoded, more than the 512 MiB"):
@@ -441,7 +441,7 @@ def test_the_app_listens_on_loopback_only_and_contacts_nobody(tmp_path):
 
 @pytest.fixture(scope="module")
 def shipped_checkpoint() -> dict:
-    from moodify.weights import load_checkpoint, resolve_model_path
+    from moodify.model.registry import load_checkpoint, resolve_model_path
 
     path, _, sha = resolve_model_path(None)
     return load_checkpoint(path, expected_sha256=sha)
@@ -501,7 +501,7 @@ def test_a_malformed_checkpoint_is_refused_in_one_line(shipped_checkpoint, tmp_p
 def test_a_flipped_byte_in_a_checkpoint_is_caught(tmp_path, capsys, astronaut_jpg):
     import zipfile
 
-    from moodify.weights import resolve_model_path
+    from moodify.model.registry import resolve_model_path
 
     path, _, _ = resolve_model_path(None)
     data = bytearray(path.read_bytes())
@@ -538,7 +538,7 @@ def test_an_edited_onnx_cache_is_not_trusted(tmp_path, monkeypatch, shipped_chec
     import onnx
 
     import moodify
-    from moodify.onnx_backend import onnx_cache_dir, set_metadata
+    from moodify.model.onnx_backend import onnx_cache_dir, set_metadata
 
     monkeypatch.setenv("MOODIFY_CACHE", str(tmp_path / "cache"))
     faces = np.random.default_rng(0).integers(0, 255, (8, 48, 48), dtype=np.uint8)
@@ -620,12 +620,12 @@ def test_batch_and_video_refuse_a_read_only_place_before_any_work(small_disk, tm
 
 
 def test_batch_output_naming_a_folder_is_refused_before_any_work(astronaut_jpg, tmp_path, capsys, monkeypatch):
-    import moodify.batch
+    import moodify.batch.run
 
     def no_work(*args, **kwargs):
         raise AssertionError("the work started")
 
-    monkeypatch.setattr(moodify.batch, "_process", no_work)
+    monkeypatch.setattr(moodify.batch.run, "_process", no_work)
     folder = tmp_path / "results"
     folder.mkdir()
     assert batch(astronaut_jpg, "-o", folder, "--overwrite") == 2

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from moodify.images import ImageError, load_gray, load_image
+from moodify.pipeline.images import ImageError, load_gray, load_image
 
 
 def _face(size: int = 48) -> np.ndarray:

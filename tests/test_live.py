@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from moodify.live import KEY_PAUSE, KEY_QUIT, LiveSession, gui_problem
+from moodify import Recognizer
+from moodify.pipeline.preprocess import Preprocessing
+from moodify.video.live import gui_problem, KEY_PAUSE, KEY_QUIT, LiveSession
 from moodify.video import CSV_COLUMNS, FrameAnalyzer, VideoFrame
 from test_video import (canvas, decoded_frames, head, leave_and_return_frames, moving_face_frames, paste, read_csv,
                         run_cli, write_avi)
@@ -102,22 +104,25 @@ def test_window_mode_without_gui_says_what_to_do(moving_avi, capsys, monkeypatch
 
 # ----------------------------------------------------------------- the window's keys, without a window
 
-class _Recognizer:
-    class model:  # noqa: N801 - a stand-in namespace
-        @staticmethod
-        def predict(crops):
-            p = np.full((len(crops), 7), 0.05)
-            p[:, 3] = 0.7
-            return p
-
-    class detector:  # noqa: N801
-        @staticmethod
-        def detect(gray):
-            return [(200, 150, 120, 120)]
+class _Model:
+    preprocessing = Preprocessing()
 
     @staticmethod
-    def crops(gray, boxes):
-        return np.zeros((len(boxes), 48, 48), np.uint8)
+    def predict(crops):
+        p = np.full((len(crops), 7), 0.05)
+        p[:, 3] = 0.7
+        return p
+
+
+class _Detector:
+    @staticmethod
+    def detect(gray):
+        return [(200, 150, 120, 120)]
+
+
+def _Recognizer():
+    """The real pipeline (moodify.Recognizer) around a stand-in model and detector."""
+    return Recognizer(model=_Model(), detector=_Detector())
 
 
 def frames(n: int):
@@ -168,7 +173,7 @@ def test_two_snapshots_in_one_second_do_not_overwrite_each_other(tmp_path, capsy
 
 
 def test_fps_counter_and_overlay(astronaut_bgr):
-    from moodify.draw import annotate_tracks
+    from moodify.pipeline.draw import annotate_tracks
     from moodify.video import FpsMeter
 
     meter = FpsMeter()

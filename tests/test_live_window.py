@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from moodify.live import NO_GUI
+from moodify.video.live import NO_GUI
 from test_video import decoded_frames, moving_face_frames, write_avi
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

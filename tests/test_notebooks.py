@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from moodify.explore import training_log_path
+from moodify.training.explore import training_log_path
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 TOUR = "01_fer2013_tour.ipynb"

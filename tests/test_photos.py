@@ -13,7 +13,7 @@ import pytest
 import moodify
 from moodify.cli import main as cli
 from moodify.labels import EMOTIONS
-from moodify.photos import load_photos
+from moodify.training.photos import load_photos
 
 KDEF = Path(os.environ.get("MOODIFY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "kdef"
 
@@ -76,9 +76,9 @@ def test_evaluate_photos_from_a_csv_with_where(labelled, tmp_path, capsys):
 
 def test_api_batch_video_and_evaluation_crop_a_face_identically(astronaut_jpg, model, tmp_path):
     """The one detect-and-crop pipeline: every path hands the network the same 48x48 pixels."""
-    from moodify import batch
-    from moodify.images import load_image
-    from moodify.photos import LabelledPhoto, run_photos
+    from moodify.batch import worker as batch
+    from moodify.pipeline.images import load_image
+    from moodify.training.photos import LabelledPhoto, run_photos
     from moodify.video import FrameAnalyzer
 
     recognizer = moodify.Recognizer(model=model)
@@ -112,7 +112,7 @@ def test_shipped_defaults_reach_the_real_photo_targets_on_kdef_val():
     """KDEF's held-out subjects, through ``moodify.Recognizer()`` as a user would run it."""
     if not (KDEF / "meta.csv").exists():
         pytest.skip(f"KDEF not found at {KDEF} (set MOODIFY_DATA to the folder holding kdef/)")
-    from moodify.photos import photo_report, run_photos
+    from moodify.training.photos import photo_report, run_photos
 
     recognizer = moodify.Recognizer()
     straight, _ = run_photos(recognizer, load_photos(KDEF / "meta.csv", where=["split=val", "angle=S"]))

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from moodify import EMOTIONS, Face
-from moodify.draw import annotate, face_label
-from moodify.results import (FACE_COLUMNS, encode_png, face_thumbnail, faces_table, fit_for_display,
-                             probabilities_table, records_json, results_records, results_table, table_csv)
+from moodify.pipeline.draw import annotate, face_label
+from moodify.app_support.results import (TABLE_COLUMNS, encode_png, face_thumbnail, faces_table, fit_for_display,
+                                         probabilities_table, records_json, results_records, results_table,
+                                         table_csv)
 
 
 def _face(box, top: str, p: float = 0.7) -> Face:
@@ -29,9 +30,9 @@ def two_faces() -> list[Face]:
 
 def test_table_numbers_faces_as_the_picture_does(two_faces):
     table = faces_table(two_faces, image="group.jpg")
-    assert list(table.columns) == list(FACE_COLUMNS)
+    assert list(table.columns) == list(TABLE_COLUMNS)
     assert table["face"].tolist() == [1, 2]
-    assert table["image"].tolist() == ["group.jpg", "group.jpg"]
+    assert table["path"].tolist() == ["group.jpg", "group.jpg"]
     # Face 1 in the table is the face drawn with label "1 ...": same box, same emotion.
     for row, face in zip(table.itertuples(), two_faces):
         assert (row.x, row.y, row.w, row.h) == face.box
@@ -53,15 +54,15 @@ def test_label_drawn_for_face_one_sits_on_face_one(two_faces):
 
 def test_numbering_restarts_in_each_image(two_faces):
     table = results_table([("a.jpg", two_faces), ("empty.jpg", []), ("b.jpg", two_faces[:1])])
-    assert table[["image", "face"]].values.tolist() == [["a.jpg", 1], ["a.jpg", 2], ["empty.jpg", 0],
+    assert table[["path", "face"]].values.tolist() == [["a.jpg", 1], ["a.jpg", 2], ["empty.jpg", 0],
                                                         ["b.jpg", 1]]
 
 
 def test_a_photo_without_a_face_is_listed_in_the_table_of_all_photos(two_faces):
     """"All photos" left out a photo with no face: a user could not tell it had been analysed."""
     table = results_table([("a.jpg", two_faces), ("wall.jpg", [])])
-    assert table["image"].tolist() == ["a.jpg", "a.jpg", "wall.jpg"]
-    wall = table[table["image"] == "wall.jpg"].iloc[0]
+    assert table["path"].tolist() == ["a.jpg", "a.jpg", "wall.jpg"]
+    wall = table[table["path"] == "wall.jpg"].iloc[0]
     assert wall["face"] == 0 and wall["emotion"] == "no face"
     assert wall[["x", "y", "w", "h", "confidence", *EMOTIONS]].isna().all()
     # The columns still compute: mean confidence over the faces, box arithmetic, filtering faces.
@@ -69,22 +70,22 @@ def test_a_photo_without_a_face_is_listed_in_the_table_of_all_photos(two_faces):
     assert (table["x"] + table["w"]).tolist()[:2] == [320, 80]
     assert table[table["face"] > 0]["x"].astype(int).tolist() == [200, 20]
     back = pd.read_csv(io.BytesIO(table_csv(table)))
-    assert back["image"].tolist() == ["a.jpg", "a.jpg", "wall.jpg"] and back["emotion"].iloc[2] == "no face"
+    assert back["path"].tolist() == ["a.jpg", "a.jpg", "wall.jpg"] and back["emotion"].iloc[2] == "no face"
     assert pd.isna(back["x"].iloc[2]) and pd.isna(back["happy"].iloc[2])
 
 
 def test_csv_round_trips(two_faces):
     table = faces_table(two_faces, image="x.png")
     back = pd.read_csv(io.BytesIO(table_csv(table)))
-    assert list(back.columns) == list(FACE_COLUMNS)
+    assert list(back.columns) == list(TABLE_COLUMNS)
     assert back["emotion"].tolist() == ["happy", "sad"]
     np.testing.assert_allclose(back[list(EMOTIONS)].to_numpy(), table[list(EMOTIONS)].to_numpy(), atol=1e-6)
 
 
 def test_no_faces_gives_a_header_only_csv():
     table = faces_table([], image="wall.jpg")
-    assert table.empty and list(table.columns) == list(FACE_COLUMNS)
-    assert table_csv(table).decode().strip() == ",".join(FACE_COLUMNS)
+    assert table.empty and list(table.columns) == list(TABLE_COLUMNS)
+    assert table_csv(table).decode().strip() == ",".join(TABLE_COLUMNS)
 
 
 def test_json_records_carry_numbers_and_errors(two_faces):
@@ -93,7 +94,7 @@ def test_json_records_carry_numbers_and_errors(two_faces):
     assert [f["face"] for f in data[0]["faces"]] == [1, 2]
     assert data[0]["faces"][0]["emotion"] == "happy"
     assert data[0]["faces"][1]["box"] == {"x": 20, "y": 60, "w": 60, "h": 60}
-    assert data[1] == {"image": "bad.txt", "error": "bad.txt: not an image"}
+    assert data[1] == {"path": "bad.txt", "error": "bad.txt: not an image"}
 
 
 def test_probabilities_table_keeps_emotion_order(two_faces):
@@ -139,7 +140,7 @@ def test_real_photo_table_matches_recognizer(recognizer, astronaut_bgr):
 
 def test_every_percentage_has_one_decimal():
     """A table showed "93.28%" next to "0.8%": every percentage is now written one way."""
-    from moodify.results import percent
+    from moodify.app_support.results import percent
 
     assert [percent(p) for p in (0.9328, 0.008, 1.0, 0.0)] == ["93.3%", "0.8%", "100.0%", "0.0%"]
     assert face_label(_face((0, 0, 10, 10), "happy", 0.9328), 1) == "1 happy 93.3%"

@@ -316,12 +316,14 @@ class _Detector:
         return [(100, 100, 80, 80)]
 
 
-class _Recognizer:
-    def __init__(self):
-        self.model, self.detector = _Model(), _Detector()
+def _Recognizer():
+    """The real pipeline (moodify.Recognizer) around the stand-in model and detector."""
+    from moodify import Recognizer
+    from moodify.pipeline.preprocess import Preprocessing
 
-    def crops(self, gray, boxes):
-        return np.zeros((len(boxes), 48, 48), np.uint8)
+    model = _Model()
+    model.preprocessing = Preprocessing()
+    return Recognizer(model=model, detector=_Detector())
 
 
 def labels_over(frames: int, **options) -> list[str]:

@@ -1,0 +1,200 @@
+"""Joining the outputs of ``moodify batch --shard K/N`` runs into one file (``moodify merge``).
+
+A cluster job array runs the same ``moodify batch`` command with ``--shard 1/N`` ... ``--shard N/N``,
+each writing its own file; this joins them. Rows are sorted by path, then face index, so the
+result does not depend on which shard finished first. Refuses to merge a shard that is still
+running or was interrupted (its ``.progress`` log is beside it), and rows that two shards share
+(two jobs given the same K), because either would silently skew every count downstream.
+
+Example (Slurm)::
+
+    #SBATCH --array=1-8
+    moodify batch /data/photos -o out/part-$SLURM_ARRAY_TASK_ID.csv --shard $SLURM_ARRAY_TASK_ID/8 --resume
+    # then, once all 8 have finished:
+    moodify merge out/part-*.csv -o results.csv
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import BatchError
+from ..labels import EMOTIONS
+from .outputs import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, CsvFormat, JsonlFormat, csv_to_parquet, output_format
+
+
+def read_rows(path: str | os.PathLike):
+    """A batch output file as a pandas DataFrame with nullable integer columns, in COLUMNS order."""
+    import pandas as pd
+
+    fmt = output_format(path)
+    if fmt in ("csv", "jsonl"):
+        _check_ends_with_a_whole_row(path)
+    if fmt == "csv":
+        _check_field_counts(path)
+        # Text columns keep "" (a file may be called "NA"); numeric ones read "" as missing.
+        df = pd.read_csv(path, dtype={c: "string" for c in COLUMNS if c not in INT_COLUMNS | FLOAT_COLUMNS},
+                         keep_default_na=False, na_values={c: [""] for c in INT_COLUMNS | FLOAT_COLUMNS},
+                         encoding="utf-8")
+    elif fmt == "jsonl":
+        with open(path, encoding="utf-8") as fh:
+            try:
+                records = [json.loads(line) for line in fh if line.strip()]
+            except json.JSONDecodeError as exc:
+                raise BatchError(f"{path}: line {exc.lineno} is not a JSON row ({exc.msg}); "
+                                 "rerun that shard") from None
+            df = pd.DataFrame(records, columns=list(COLUMNS))
+    else:
+        df = pd.read_parquet(path)
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise BatchError(f"{path}: not a moodify batch output (missing columns {', '.join(missing)})")
+    df = df[list(COLUMNS)]
+    for c in INT_COLUMNS:
+        df[c] = df[c].astype("Int64")
+    for c in FLOAT_COLUMNS:
+        df[c] = df[c].astype("float64")
+    for c in ("emotion", "error"):
+        df[c] = df[c].astype("string").replace("", pd.NA)  # CSV's empty cell and JSON's null mean the same
+    df["path"] = df["path"].astype("string")
+    _check_complete_rows(df, path)
+    return df
+
+
+def _check_ends_with_a_whole_row(path: str | os.PathLike) -> None:
+    """``moodify batch`` ends every row with a newline; a file that does not was cut off mid-row
+    (a copy interrupted, a disk full), and its last row may hold a number cut short."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() == 0:
+            return
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":
+            raise BatchError(f"{path}: the last row is cut off (no newline at the end): the file is incomplete; "
+                             "rerun that shard")
+
+
+def _check_field_counts(path: str | os.PathLike) -> None:
+    """Every CSV row has as many fields as the header: a short row (values lost) is refused,
+    which pandas would otherwise fill with blanks."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return
+        for number, row in enumerate(reader, start=1):
+            if len(row) != len(header):
+                raise BatchError(f"{path}: row {number} has {len(row)} fields, the header {len(header)}: "
+                                 "the file is damaged; rerun that shard")
+
+
+FACE_FIELDS = ("face", "faces", "x", "y", "w", "h", "emotion", "confidence", *EMOTIONS)
+
+
+def _check_complete_rows(df, path: str | os.PathLike) -> None:
+    """Every row is a whole face (box, emotion, all 7 probabilities), a no-face row or an error row."""
+    import pandas as pd
+
+    is_face = df["face"].notna() | df["emotion"].notna() | df[list(EMOTIONS)].notna().any(axis=1)
+    bad = (is_face & df[list(FACE_FIELDS)].isna().any(axis=1)) | (~is_face & df["faces"].isna() & df["error"].isna())
+    bad |= df["path"].isna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        missing = [c for c in FACE_FIELDS if pd.isna(df[c].iloc[i])] if is_face.iloc[i] else ["faces or error"]
+        raise BatchError(f"{path}: row {i + 1} ({df['path'].iloc[i]}) is incomplete (no {', '.join(missing)}); "
+                         f"{int(bad.sum())} such row(s): the file is damaged; rerun that shard")
+
+
+def merge_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                overwrite: bool = False) -> tuple[int, int]:
+    """Merge batch outputs into ``out``; returns (rows written, files read)."""
+    import pandas as pd
+
+    out = Path(out)
+    fmt = output_format(out)
+    if out.exists() and not overwrite:
+        raise BatchError(f"{out} exists: pass --overwrite to replace it")
+    files = _expand(inputs, exclude=out)
+    for f in files:
+        progress = Path(str(f) + ".progress")
+        if progress.exists():
+            raise BatchError(f"{f} is unfinished ({progress.name} is beside it): "
+                             "finish that shard with `moodify batch ... --resume` first")
+    frames = []
+    for f in files:
+        df = read_rows(f)
+        df["_file"] = str(f)
+        frames.append(df)
+    rows = pd.concat(frames, ignore_index=True)
+    # An image shows up in exactly one shard; a second copy means a shard was run twice or overlapping inputs.
+    key = rows["face"].fillna(-1)
+    dup = rows.assign(_key=key).duplicated(["path", "_key"], keep=False)
+    if dup.any():
+        first = rows[dup].iloc[0]
+        holders = sorted(set(rows.loc[dup & (rows["path"] == first["path"]), "_file"]))
+        raise BatchError(f"{first['path']} appears more than once (in {', '.join(holders)}): "
+                         "were two shards given the same K, or the same file twice?")
+    rows = rows.assign(_key=key).sort_values(["path", "_key"], kind="stable").drop(columns=["_file", "_key"])
+    _write(rows, out, fmt)
+    return len(rows), len(files)
+
+
+def _expand(inputs: Sequence[str | os.PathLike], *, exclude: Path) -> list[Path]:
+    """Input files; globs expanded here too, so quoting them works as well as letting the shell do it."""
+    files: list[Path] = []
+    for spec in map(str, inputs):
+        matches = sorted(glob.glob(spec)) if any(c in spec for c in "*?[") else [spec]
+        if not matches:
+            raise BatchError(f"no file matches {spec!r}")
+        for m in matches:
+            p = Path(m)
+            if not p.is_file():
+                raise BatchError(f"no such file: {m}")
+            if p.resolve() != exclude.resolve():
+                files.append(p)
+    if not files:
+        raise BatchError("nothing to merge")
+    return files
+
+
+def _records(rows) -> Iterator[tuple]:
+    """DataFrame rows as plain tuples (None for missing, int / float / str), as ``moodify batch`` writes them."""
+    import pandas as pd
+
+    for values in rows.itertuples(index=False, name=None):
+        out = []
+        for c, v in zip(COLUMNS, values):
+            if pd.isna(v):
+                out.append(None)
+            elif c in INT_COLUMNS:
+                out.append(int(v))
+            elif c in FLOAT_COLUMNS:
+                out.append(float(v))
+            else:
+                out.append(str(v))
+        yield tuple(out)
+
+
+def _write(rows, out: Path, fmt: str) -> None:
+    """Write through the batch writers (same bytes as an unsharded run), atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    writer = JsonlFormat() if fmt == "jsonl" else CsvFormat()
+    with open(tmp, "wb") as fh:
+        fh.write(writer.header())
+        fh.write(writer.encode(_records(rows)))
+    if fmt == "parquet":
+        tmp_parquet = out.with_name(out.name + ".tmp.parquet")
+        csv_to_parquet(tmp, tmp_parquet)
+        os.replace(tmp_parquet, out)
+        os.unlink(tmp)
+    else:
+        os.replace(tmp, out)

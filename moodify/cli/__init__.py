@@ -1,0 +1,76 @@
+"""The ``moodify`` command (also ``python -m moodify``): one sub-command per job.
+
+Each command is a module with ``DESCRIPTION``, ``add_arguments(parser)`` and ``main(args) -> exit
+status``: the ones that only parse options and call the package live here in ``moodify.cli``;
+training, evaluation and export keep theirs beside their loops, shaped like torchvision's
+reference scripts. Every module is imported only when the parser is built, and nothing under
+``moodify`` imports this package's ``__init__``, so there is no import cycle between the CLI and
+the commands.
+
+Errors: a command raises a ``moodify.errors.MoodifyError`` (or, for a bad value, ``ValueError``
+or ``FileNotFoundError``); ``main`` prints it as one line, ``moodify COMMAND: error: MESSAGE``, and
+exits with its ``exit_status`` (2). The statuses a finished job reports (1, ``batch``'s 3, 130)
+are the commands' return values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module holding DESCRIPTION, add_arguments and main, in the order `moodify --help` lists them
+COMMANDS = {
+    "classify": "moodify.cli.classify",
+    "train": "moodify.training.train",
+    "evaluate": "moodify.training.evaluate",
+    "batch": "moodify.cli.batch",
+    "merge": "moodify.cli.merge",
+    "live": "moodify.cli.live",
+    "video": "moodify.cli.video",
+    "export": "moodify.model.export",
+}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+    from .options import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="moodify", formatter_class=HelpFormatter,
+                                     description="Local-first facial emotion recognition.")
+    parser.add_argument("--version", action="version", version=f"moodify {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION, formatter_class=HelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(func=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import EXIT_ERROR, MoodifyError
+
+    args = get_parser().parse_args(argv)
+    # A file name that is not valid UTF-8 must not stop a run where stdout is strict UTF-8
+    # (PYTHONIOENCODING=utf-8, a pipe in some locales): its odd bytes are printed as \udcXX escapes.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
+    try:
+        status = args.func(args)
+    except MoodifyError as exc:
+        print(f"moodify {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"moodify {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"moodify {args.command}: interrupted", file=sys.stderr)
+        return 130
+    # train and evaluate return their report (a dict): a finished run is status 0.
+    return status if isinstance(status, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

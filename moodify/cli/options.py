@@ -1,0 +1,78 @@
+"""Command-line options shared by every command, and the one place they become objects:
+``detector_spec(args)`` (keyword arguments for ``make_detector``, picklable for batch workers) and
+``build_recognizer(args)``. The CLI, batch, video, live and evaluate use these; the web app calls
+``make_detector`` with the same keywords. ``HelpFormatter`` is every command's help layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..pipeline.detect import DEFAULT_CASCADE, DEFAULT_DETECTOR, DETECTORS, HAAR_CASCADES, HaarDetector, YuNetDetector
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, or an on/off flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.nargs == 0 or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+# The option of each detector that finds more faces when lowered (the web app's sidebar names the same).
+DETECTOR_TUNING = {"yunet": "--score-threshold", "haar": "--min-neighbors"}
+
+
+def no_face_hint(kind: str) -> str:
+    """What to try when a picture has no face, naming the options of the detector in use."""
+    tuning = DETECTOR_TUNING.get(kind)
+    return "try a larger or more frontal face" + (f", or a lower {tuning} or --min-size" if tuning else
+                                                  ", or a lower --min-size")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None,
+                   help="registry name, checkpoint path, or a .onnx file from `moodify export` (run by onnxruntime "
+                        "whatever --backend says) (default: the shipped model)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="inference engine: PyTorch, or onnxruntime (the model exported once and cached)")
+
+
+def add_detector_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
+    """Model and face-detector options."""
+    if model:
+        add_model_arguments(p)
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTORS),
+                   help="face detector: YuNet (a small CNN shipped in models/yunet, finds turned and small faces, "
+                        "gives landmarks) or OpenCV's Haar cascade")
+    p.add_argument("--score-threshold", type=float, default=YuNetDetector.score_threshold,
+                   help="YuNet: lowest face score kept (lower finds more faces and more false ones)")
+    p.add_argument("--yunet-model", default=None,
+                   help="YuNet: a .onnx file of your own instead of the shipped one (never downloaded)")
+    p.add_argument("--cascade", default=DEFAULT_CASCADE, choices=list(HAAR_CASCADES),
+                   help="Haar: which of OpenCV's frontal-face cascades (frontalface_default, OpenCV's usual one, "
+                        "sees far more false faces; see the README)")
+    p.add_argument("--scale-factor", type=float, default=HaarDetector.scale_factor,
+                   help="Haar: image-pyramid step (larger is faster and finds fewer faces; see the README)")
+    p.add_argument("--min-neighbors", type=int, default=HaarDetector.min_neighbors,
+                   help="Haar: hits a face needs (lower finds more faces and more false ones)")
+    p.add_argument("--min-size", type=int, default=HaarDetector.min_size, help="smallest face side to detect, in pixels")
+
+
+def detector_spec(args: argparse.Namespace) -> dict:
+    """Keyword arguments for ``moodify.detect.make_detector`` from the options above."""
+    if args.detector == "haar":
+        return {"kind": "haar", "scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
+                "min_size": args.min_size, "cascade": HAAR_CASCADES[args.cascade]}
+    return {"kind": args.detector, "model_path": args.yunet_model, "score_threshold": args.score_threshold,
+            "min_size": args.min_size}
+
+
+def build_recognizer(args: argparse.Namespace):
+    """The ``Recognizer`` the options describe (model, backend, detector)."""
+    from ..pipeline.detect import make_detector
+    from ..pipeline.recognizer import Recognizer
+    from ..model.registry import load_model
+
+    return Recognizer(model=load_model(args.model, backend=args.backend), detector=make_detector(**detector_spec(args)))
