@@ -24,6 +24,7 @@ COMMANDS = {
     "classify": "moodify.cli.classify",
     "train": "moodify.training.train",
     "evaluate": "moodify.training.evaluate",
+    "ensemble": "moodify.training.ensemble",
     "batch": "moodify.cli.batch",
     "merge": "moodify.cli.merge",
     "live": "moodify.cli.live",

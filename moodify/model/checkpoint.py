@@ -131,7 +131,7 @@ def load_checkpoint(path: str | os.PathLike, *, expected_sha256: str | None = No
                              "(a pickled class or code), which a Moodify checkpoint never does; refused unread") from None
         first = (detail or [""])[0].removeprefix("WeightsUnpickler error:").strip()
         raise ModelError(f"{path}: not a readable Moodify checkpoint ({type(exc).__name__}: {first})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or ("state_dict" not in checkpoint and "members" not in checkpoint):
         raise ModelError(f"{path}: not a Moodify checkpoint (no state_dict)")
     return checkpoint
 

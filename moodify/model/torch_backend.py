@@ -16,9 +16,16 @@ from .network import EmotionNet, fold_batchnorm
 
 
 class EmotionModel:
-    """A loaded network with its preprocessing, label order and calibration temperature."""
+    """A loaded network, or ensemble of networks, with its preprocessing, label order and
+    calibration temperature.
+
+    ``members``: for an ensemble checkpoint (``moodify.model.ensemble``), its member models;
+    ``[]`` for one network. ``config``: one network's ``NetConfig``; None for an ensemble.
+    """
 
     def __init__(self, checkpoint: dict[str, Any], *, name: str = "custom", device: str | torch.device = "cpu"):
+        from .ensemble import build_ensemble_net, is_ensemble
+
         if checkpoint.get("format_version") != FORMAT_VERSION:
             raise ModelError(f"{name}: checkpoint format {checkpoint.get('format_version')!r}, "
                              f"this Moodify reads {FORMAT_VERSION}")
@@ -26,7 +33,6 @@ class EmotionModel:
         if labels != EMOTIONS:
             raise ModelError(f"{name}: label order {labels} differs from {EMOTIONS}; refusing to swap classes silently")
         self.name = name
-        self.config = net_config(checkpoint.get("config"), name=name)
         try:
             self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
             self.temperature = float(checkpoint.get("temperature", 1.0))
@@ -34,14 +40,30 @@ class EmotionModel:
             raise ModelError(f"{name}: preprocessing or temperature missing or malformed ({type(exc).__name__}: "
                              f"{exc}); the checkpoint is damaged") from None
         check_settings(self.preprocessing, self.temperature, name=name)
-        if self.preprocessing.input_size != self.config.input_size:
-            raise ModelError(f"{name}: preprocessing makes {self.preprocessing.input_size}-pixel faces, the network "
-                             f"takes {self.config.input_size}; the checkpoint is damaged")
         self.tta = bool(checkpoint.get("tta", False))
         self.metrics: dict = checkpoint.get("metrics", {})
         self.training: dict = checkpoint.get("training", {})
         self.labels = labels
         self.device = torch.device(device)
+        if is_ensemble(checkpoint):
+            members = checkpoint.get("members")
+            if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+                raise ModelError(f"{name}: the ensemble's members are not a list of checkpoints; "
+                                 "the checkpoint is damaged")
+            self.config = None
+            self.members = [EmotionModel(m, name=f"{name} member {i}") for i, m in enumerate(members, start=1)]
+            net = build_ensemble_net(self.members, self.preprocessing, name=name)
+        else:
+            self.config = net_config(checkpoint.get("config"), name=name)
+            self.members = []
+            net = self._network(checkpoint, name=name)
+        self.net = net.to(self.device, memory_format=torch.channels_last)
+
+    def _network(self, checkpoint: dict[str, Any], *, name: str) -> torch.nn.Module:
+        """The checkpoint's one network, its weights checked, BatchNorm folded for inference."""
+        if self.preprocessing.input_size != self.config.input_size:
+            raise ModelError(f"{name}: preprocessing makes {self.preprocessing.input_size}-pixel faces, the network "
+                             f"takes {self.config.input_size}; the checkpoint is damaged")
         net = EmotionNet(self.config)
         state = checkpoint.get("state_dict")
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -55,7 +77,7 @@ class EmotionModel:
         if broken:
             raise ModelError(f"{name}: NaN or infinite weights in {', '.join(broken[:3])}; the checkpoint is damaged")
         # Inference only: BatchNorm folded into the layers before it (same outputs, ~1.3x faster).
-        self.net = fold_batchnorm(net).to(self.device, memory_format=torch.channels_last)
+        return fold_batchnorm(net)
 
     def logits(self, faces: np.ndarray, *, tta: bool | None = None, batch_size: int = 512) -> np.ndarray:
         """Uncalibrated logits (N, 7) for uint8 faces (N, 48, 48); ``tta`` averages with the mirror image."""
