@@ -118,3 +118,13 @@ def test_moodify_ensemble_calibrates_on_publictest_and_the_result_evaluates(memb
     assert cli(["ensemble", str(paths[0]), str(tmp_path / "nope.pt"), "-o", str(out), "--data", str(data)]) == 2
     err = capsys.readouterr().err
     assert "nope.pt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_half_precision_ensemble_is_half_the_file_and_answers_the_same(members, faces, tmp_path):
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    save_checkpoint(make_ensemble_checkpoint(members), full)
+    save_checkpoint(make_ensemble_checkpoint(members, half=True), half)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    a, b = moodify.load_model(full), moodify.load_model(half)
+    np.testing.assert_allclose(b.predict(faces), a.predict(faces), atol=2e-3)
+    assert (b.predict(faces).argmax(1) == a.predict(faces).argmax(1)).mean() > 0.95

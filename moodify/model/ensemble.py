@@ -64,12 +64,20 @@ def is_ensemble(checkpoint: dict[str, Any]) -> bool:
 
 
 def make_ensemble_checkpoint(members: list[dict[str, Any]], *, temperature: float = 1.0, tta: bool = False,
-                             metrics: dict | None = None, training: dict | None = None) -> dict[str, Any]:
-    """The checkpoint dict of an ensemble of member checkpoints (each a network's own checkpoint)."""
+                             metrics: dict | None = None, training: dict | None = None,
+                             half: bool = False) -> dict[str, Any]:
+    """The checkpoint dict of an ensemble of member checkpoints (each a network's own checkpoint).
+
+    ``half``: store the members' float weights as float16, half the file; they are float32 again
+    once loaded (the network computes as before, on weights rounded to 3 significant digits).
+    """
     if not members:
         raise ModelError("an ensemble needs at least one member")
     if any(is_ensemble(m) for m in members):
         raise ModelError("an ensemble member must be one network, not another ensemble")
+    if half:
+        members = [{**m, "state_dict": {k: v.half() if v.dtype == torch.float32 else v
+                                        for k, v in m["state_dict"].items()}} for m in members]
     return {
         "format_version": FORMAT_VERSION,
         "kind": KIND,

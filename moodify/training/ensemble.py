@@ -35,9 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", default="auto", choices=["auto", "on", "off"],
                    help="flip test-time augmentation: auto picks it where it is more accurate on PublicTest; "
                         "off halves the cost of predict")
+    p.add_argument("--half", action="store_true",
+                   help="store the members' weights as float16: half the file, for a shipped model's size budget")
 
 
-def build(members: list[str], *, data: str | None, out: str | Path, tta: str = "auto") -> dict:
+def build(members: list[str], *, data: str | None, out: str | Path, tta: str = "auto", half: bool = False) -> dict:
     """Write the ensemble of ``members`` to ``out``; returns its PublicTest metrics."""
     if len(members) < 2:
         raise ModelError("an ensemble needs two or more members")
@@ -51,13 +53,13 @@ def build(members: list[str], *, data: str | None, out: str | Path, tta: str = "
         checkpoints.append(checkpoint)
         sources.append({"model": str(member), "sha256": sha256_file(path)})
     val = load_dataset(data)["PublicTest"]
-    draft = make_ensemble_checkpoint(checkpoints)
+    draft = make_ensemble_checkpoint(checkpoints, half=half)  # calibrated as it will be shipped
     fitted = calibrate(EmotionModel(draft, name="ensemble"), val, tta=tta)
-    command = "moodify ensemble " + " ".join([*members, "-o", str(out), "--tta", tta])
+    command = "moodify ensemble " + " ".join([*members, "-o", str(out), "--tta", tta, *(["--half"] if half else [])])
     checkpoint = make_ensemble_checkpoint(
         checkpoints, temperature=fitted["temperature"], tta=fitted["tta"],
         metrics={"PublicTest": public_metrics(fitted["report"])},
-        training={"command": command, "sources": sources, "tta_choice": fitted["tta_choice"]})
+        training={"command": command, "sources": sources, "tta_choice": fitted["tta_choice"]}, half=half)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(checkpoint, out)
@@ -68,7 +70,7 @@ def build(members: list[str], *, data: str | None, out: str | Path, tta: str = "
 
 
 def main(args: argparse.Namespace) -> int:
-    build(args.members, data=args.data, out=args.out, tta=args.tta)
+    build(args.members, data=args.data, out=args.out, tta=args.tta, half=args.half)
     return 0
 
 
