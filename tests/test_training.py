@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from moodify import cli
 from moodify.training import train
-from moodify.training.augment import augment_batch, AugmentConfig
+from moodify.training.augment import AugmentConfig, PhotoConfig, augment_batch, photo_augment
 from moodify.training.data import DataError, load_dataset, read_folder_layout
 from moodify.model.registry import load_checkpoint, load_model
 
@@ -72,7 +73,7 @@ def _interrupted_in_epoch(number: int, argv: list[str], monkeypatch) -> int:
 
 @pytest.mark.slow
 def test_resume_after_interruption_gives_the_same_model(synthetic_root, tmp_path, monkeypatch):
-    common = ["train", "--data", str(synthetic_root), *TINY]
+    common = ["train", "--data", str(synthetic_root), *TINY, "--photo-aug", "0.3"]  # its draws resume too
     assert cli.main([*common, "--out", str(tmp_path / "straight")]) == 0
 
     assert _interrupted_in_epoch(3, [*common, "--out", str(tmp_path / "resumed")], monkeypatch) == 130
@@ -209,6 +210,27 @@ def test_augmentation_differs_per_face_and_keeps_shape():
     assert len(distinct) == 16  # each face got its own warp, not one shared draw
     off = augment_batch(x, AugmentConfig(shift=0, scale=0, rotate=0, flip=False, erase_p=0))
     assert torch.allclose(off, x, atol=1e-5)
+
+
+def test_photo_augmentation_gives_each_face_its_own_real_photo_look():
+    faces = np.repeat(synthetic_faces(1)[0][:1], 64, axis=0)
+    assert photo_augment(faces, PhotoConfig(p=0), np.random.default_rng(0)) is faces
+    out = photo_augment(faces, PhotoConfig(p=1), np.random.default_rng(0))
+    assert out.dtype == np.uint8 and out.shape == faces.shape
+    assert len({o.tobytes() for o in out}) == 64  # each face its own draw, none left as it was
+    assert np.array_equal(out, photo_augment(faces, PhotoConfig(p=1), np.random.default_rng(0)))  # seeded
+    # Still the same face: changed in look, not in content.
+    for o in out:
+        assert np.corrcoef(o.ravel().astype(float), faces[0].ravel().astype(float))[0, 1] > 0.5
+    # Blur and low resolution take fine detail away, as a small or soft face in a photo lacks it.
+    sharpness = lambda f: cv2.Laplacian(f, cv2.CV_64F).var()  # noqa: E731
+    soft = PhotoConfig(p=1, gamma=1.0, contrast=0.0, brightness=0.0, noise_std=(0.0, 0.0), jpeg_quality=(95, 95))
+    blurred = photo_augment(faces, soft, np.random.default_rng(1))
+    assert np.median([sharpness(f) for f in blurred]) < 0.5 * sharpness(faces[0])
+    # Tone alone keeps each face's pixel order but moves its levels.
+    tone = PhotoConfig(p=1, blur_sigma=(0.0, 0.0), noise_std=(0.0, 0.0), jpeg_quality=(100, 100), low_res=(1.0, 1.0))
+    toned = photo_augment(faces[:8], tone, np.random.default_rng(2))
+    assert np.abs(toned.astype(int).mean(axis=(1, 2)) - faces[0].mean()).max() > 5
 
 
 def test_evaluate_on_a_folder_without_test_says_so_in_one_line(tmp_path, capsys):

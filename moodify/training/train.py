@@ -36,7 +36,7 @@ from ..model.checkpoint import make_checkpoint, save_checkpoint
 from ..model.network import EmotionNet, NetConfig
 from ..model.torch_backend import batched_logits
 from ..pipeline.preprocess import FER2013_FRAMING, Preprocessing, normalize
-from .augment import AugmentConfig, augment_batch
+from .augment import AugmentConfig, PhotoConfig, augment_batch, photo_augment
 from .calibrate import finalize
 from .data import FaceSet, load_dataset
 from .evaluate import validate
@@ -87,6 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rotate", type=float, default=AugmentConfig.rotate, help="augment: max rotation, degrees")
     p.add_argument("--erase", type=float, default=AugmentConfig.erase_p, help="augment: random-erasing probability")
     p.add_argument("--no-flip", action="store_true", help="augment: no horizontal flips")
+    p.add_argument("--photo-aug", type=float, default=PhotoConfig.p, metavar="P",
+                   help="augment: probability of each real-photo effect per face (exposure and tone, blur, "
+                        "sensor noise, JPEG, low resolution; ranges in moodify.training.augment.PhotoConfig); "
+                        "0 turns them off")
     p.add_argument("--tta", default="auto", choices=["auto", "on", "off"],
                    help="flip test-time augmentation in the shipped model: auto picks it where it is more "
                         "accurate on PublicTest; off halves the cost of predict")
@@ -162,13 +166,16 @@ def train_one_epoch(net: torch.nn.Module, ema: AveragedModel | None, optimizer: 
     steps = len(order) // args.batch_size  # drop the ragged last batch: BN dislikes tiny batches
     aug = AugmentConfig(shift=args.shift, scale=args.scale, rotate=args.rotate, flip=not args.no_flip,
                         erase_p=args.erase)
+    photo = PhotoConfig(p=getattr(args, "photo_aug", 0.0))
+    # Its own generator, seeded by run, epoch and process: a run resumed at an epoch draws the same.
+    photo_rng = np.random.default_rng([args.seed, epoch, rank])
     num_classes = net.module.config.num_classes if hasattr(net, "module") else net.config.num_classes
     total_loss = total_correct = seen = 0.0
     bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", disable=rank != 0, leave=False,
                mininterval=2.0)
     for step in bar:
         idx = order[step * args.batch_size:(step + 1) * args.batch_size]
-        x = normalize(images[idx], prep)
+        x = normalize(photo_augment(train.images[idx.numpy()], photo, photo_rng), prep)
         x = augment_batch(x, aug, generator).to(device, non_blocking=True)
         y = labels[idx].to(device)
         target = _targets(y, soft[idx].to(device) if soft is not None else None, num_classes, args.label_smoothing)
