@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,10 @@ from moodify.augment import AugmentConfig, augment_batch
 from moodify.data import DataError, load_dataset, read_folder_layout
 from moodify.weights import load_checkpoint, load_model
 
+from bad_inputs import run_measured
 from synthetic import synthetic_faces, write_fer2013_csv
+
+PROJECT = Path(__file__).resolve().parent.parent
 
 TINY = ["--epochs", "4", "--batch-size", "32", "--warmup-epochs", "0.5", "--threads", "2",
         "--widths", "8", "16", "--hidden", "32", "--seed", "3"]
@@ -147,6 +152,24 @@ def test_malformed_csv_is_a_clear_error(tmp_path):
     short.write_text("emotion,pixels,Usage\n3,1 2 3,Training\n")
     with pytest.raises(DataError, match="2304 pixel values"):
         load_dataset(short)
+    words = short.parent / "words" / "fer2013.csv"
+    words.parent.mkdir()
+    words.write_text("emotion,pixels,Usage\n3," + " ".join(["7"] * 1000 + ["x"] + ["7"] * 1303) + ",Training\n")
+    with pytest.raises(DataError, match="row 1: every row needs 2304 pixel values"):
+        load_dataset(words)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_parsing_the_real_fer2013_csv_fits_a_small_laptop(data_root, tmp_path):
+    # The first read parses 35,887 rows of text (later ones use the cache); it peaked at 7.3 GB.
+    script = ("import sys; from moodify.data import load_dataset; sets = load_dataset(sys.argv[1]); "
+              "print(sum(len(s) for s in sets.values()))")
+    status, out, err, peak = run_measured([sys.executable, "-c", script, str(data_root)], timeout=300,
+                                          env={"MOODIFY_CACHE": str(tmp_path), "PYTHONPATH": str(PROJECT)})
+    assert status == 0, err
+    assert int(out) == 35887
+    assert peak < 1500  # MB, numpy and the CSV text included
 
 
 def test_csv_plain_and_gzip_read_the_same(tmp_path):
