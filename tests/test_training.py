@@ -20,8 +20,9 @@ from synthetic import synthetic_faces, write_fer2013_csv
 
 PROJECT = Path(__file__).resolve().parent.parent
 
+# --amp off: "auto" times fp32 against bf16, and two runs compared bit for bit must not differ in it.
 TINY = ["--epochs", "4", "--batch-size", "32", "--warmup-epochs", "0.5", "--threads", "2",
-        "--widths", "8", "16", "--hidden", "32", "--seed", "3"]
+        "--widths", "8", "16", "--hidden", "32", "--seed", "3", "--amp", "off"]
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +272,50 @@ def test_resume_rebuilds_the_run_from_its_checkpoint_and_keeps_its_provenance(sy
     assert training["seed"] == 3  # restored, though the resume command did not give it
     log = [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3]
+
+
+def test_amp_auto_trains_in_whichever_precision_measured_faster(monkeypatch, capsys):
+    import argparse
+
+    from moodify import train_speed
+    from moodify.network import NetConfig
+
+    config, cpu = NetConfig(widths=[8, 16], hidden=32), torch.device("cpu")
+    args = argparse.Namespace(amp="auto", batch_size=32)
+    monkeypatch.setattr(train, "_cpu_has_bf16", lambda: True)
+    # (fp32, bf16) images/s: AMX-like, AVX-512-BF16 barely ahead (not worth bf16's numerics), emulated.
+    for fp32, bf16, expected in [(315, 720, True), (100, 105, False), (300, 20, False)]:
+        monkeypatch.setattr(train_speed, "step_rate", lambda config, *, amp, **_: bf16 if amp else fp32)
+        assert train._choose_amp(args, config, cpu, rank=0, world=1) is expected
+    assert "300 images/s in fp32, 20 with bf16 autocast: training in fp32" in capsys.readouterr().err
+    # Where the CPU has no native bf16 there is nothing to measure: fp32.
+    monkeypatch.setattr(train, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(train_speed, "step_rate", lambda *a, **k: pytest.fail("timed bf16 on a CPU that emulates it"))
+    assert train._choose_amp(args, config, cpu, rank=0, world=1) is False
+    assert train._choose_amp(argparse.Namespace(amp="on", batch_size=32), config, cpu, rank=0, world=1) is True
+
+
+def test_timing_training_steps_leaves_the_seeded_run_alone():
+    from moodify.network import NetConfig
+    from moodify.train_speed import step_rate
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    rate = step_rate(NetConfig(widths=[8, 16], hidden=32), amp=False, batch_size=16, steps=1)
+    assert rate > 0
+    assert torch.equal(torch.rand(3), expected)  # the run's initialisation draws what it would have
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_precision_it_measured(synthetic_root, tmp_path, monkeypatch):
+    from moodify import train_speed
+
+    monkeypatch.setattr(train, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(train_speed, "step_rate", lambda config, *, amp, **_: 200 if amp else 100)
+    argv = ["train", "--data", str(synthetic_root), "--out", str(tmp_path), *TINY[:-2]]  # --amp auto
+    assert _interrupted_in_epoch(3, argv, monkeypatch) == 130
+    # The machine now times the other way (a different CPU, a busy one): the run goes on in bf16.
+    monkeypatch.setattr(train_speed, "step_rate", lambda config, *, amp, **_: 100 if amp else 200)
+    assert cli.main([*argv, "--resume"]) == 0
+    assert load_checkpoint(tmp_path / "model.pt")["training"]["amp_bf16"] is True
