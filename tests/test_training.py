@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,10 +17,14 @@ from moodify.training.augment import AugmentConfig, PhotoConfig, augment_batch, 
 from moodify.training.data import DataError, load_dataset, read_folder_layout
 from moodify.model.registry import load_checkpoint, load_model
 
+from bad_inputs import run_measured
 from synthetic import synthetic_faces, write_fer2013_csv
 
+PROJECT = Path(__file__).resolve().parent.parent
+
+# --amp off: "auto" times fp32 against bf16, and two runs compared bit for bit must not differ in it.
 TINY = ["--epochs", "4", "--batch-size", "32", "--warmup-epochs", "0.5", "--threads", "2",
-        "--widths", "8", "16", "--hidden", "32", "--seed", "3"]
+        "--widths", "8", "16", "--hidden", "32", "--seed", "3", "--amp", "off"]
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +155,24 @@ def test_malformed_csv_is_a_clear_error(tmp_path):
     short.write_text("emotion,pixels,Usage\n3,1 2 3,Training\n")
     with pytest.raises(DataError, match="2304 pixel values"):
         load_dataset(short)
+    words = short.parent / "words" / "fer2013.csv"
+    words.parent.mkdir()
+    words.write_text("emotion,pixels,Usage\n3," + " ".join(["7"] * 1000 + ["x"] + ["7"] * 1303) + ",Training\n")
+    with pytest.raises(DataError, match="row 1: every row needs 2304 pixel values"):
+        load_dataset(words)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_parsing_the_real_fer2013_csv_fits_a_small_laptop(data_root, tmp_path):
+    # The first read parses 35,887 rows of text (later ones use the cache); it peaked at 7.3 GB.
+    script = ("import sys; from moodify.data import load_dataset; sets = load_dataset(sys.argv[1]); "
+              "print(sum(len(s) for s in sets.values()))")
+    status, out, err, peak = run_measured([sys.executable, "-c", script, str(data_root)], timeout=300,
+                                          env={"MOODIFY_CACHE": str(tmp_path), "PYTHONPATH": str(PROJECT)})
+    assert status == 0, err
+    assert int(out) == 35887
+    assert peak < 1500  # MB, numpy and the CSV text included
 
 
 def test_csv_plain_and_gzip_read_the_same(tmp_path):
@@ -271,3 +295,50 @@ def test_resume_rebuilds_the_run_from_its_checkpoint_and_keeps_its_provenance(sy
     assert training["seed"] == 3  # restored, though the resume command did not give it
     log = [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3]
+
+
+def test_amp_auto_trains_in_whichever_precision_measured_faster(monkeypatch, capsys):
+    import argparse
+
+    from moodify import train_speed
+    from moodify.network import NetConfig
+
+    config, cpu = NetConfig(widths=[8, 16], hidden=32), torch.device("cpu")
+    args = argparse.Namespace(amp="auto", batch_size=32)
+    monkeypatch.setattr(train, "_cpu_has_bf16", lambda: True)
+    # (fp32, bf16) images/s: AMX-like, AVX-512-BF16 barely ahead (not worth bf16's numerics), emulated.
+    for fp32, bf16, expected in [(315, 720, True), (100, 105, False), (300, 20, False)]:
+        monkeypatch.setattr(train_speed, "step_rate", lambda config, *, amp, **_: bf16 if amp else fp32)
+        assert train._choose_amp(args, config, cpu, rank=0, world=1) is expected
+    assert "300 images/s in fp32, 20 with bf16 autocast: training in fp32" in capsys.readouterr().err
+    # Where the CPU has no native bf16 there is nothing to measure: fp32.
+    monkeypatch.setattr(train, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(train_speed, "step_rate", lambda *a, **k: pytest.fail("timed bf16 on a CPU that emulates it"))
+    assert train._choose_amp(args, config, cpu, rank=0, world=1) is False
+    assert train._choose_amp(argparse.Namespace(amp="on", batch_size=32), config, cpu, rank=0, world=1) is True
+
+
+def test_timing_training_steps_leaves_the_seeded_run_alone():
+    from moodify.network import NetConfig
+    from moodify.train_speed import step_rate
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    rate = step_rate(NetConfig(widths=[8, 16], hidden=32), amp=False, batch_size=16, steps=1)
+    assert rate > 0
+    assert torch.equal(torch.rand(3), expected)  # the run's initialisation draws what it would have
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_precision_it_measured(synthetic_root, tmp_path, monkeypatch):
+    from moodify import train_speed
+
+    monkeypatch.setattr(train, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(train_speed, "step_rate", lambda config, *, amp, **_: 200 if amp else 100)
+    argv = ["train", "--data", str(synthetic_root), "--out", str(tmp_path), *TINY[:-2]]  # --amp auto
+    assert _interrupted_in_epoch(3, argv, monkeypatch) == 130
+    # The machine now times the other way (a different CPU, a busy one): the run goes on in bf16.
+    monkeypatch.setattr(train_speed, "step_rate", lambda config, *, amp, **_: 100 if amp else 200)
+    assert cli.main([*argv, "--resume"]) == 0
+    assert load_checkpoint(tmp_path / "model.pt")["training"]["amp_bf16"] is True

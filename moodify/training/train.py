@@ -97,7 +97,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling and augmentation")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ...")
     p.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
-                   help="mixed precision: bf16 autocast (CPU with AVX-512 bf16, or CUDA)")
+                   help="mixed precision: bf16 autocast. auto: on CUDA; on a CPU with native bf16 "
+                        "(AVX-512 BF16, AMX) where a few timed steps show it faster than fp32")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training and N validation "
                                                         "faces (smoke tests); 0 uses all")
@@ -259,7 +260,6 @@ def main(args: argparse.Namespace) -> dict:
         elif rank == 0:
             print("moodify train: --resume: this checkpoint records no arguments (an older Moodify); "
                   "the command line's are used", file=sys.stderr)
-    amp = args.amp == "on" or (args.amp == "auto" and (device.type == "cuda" or _cpu_has_bf16()))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     _seed_everything(args.seed)
@@ -277,6 +277,10 @@ def main(args: argparse.Namespace) -> dict:
 
     config = NetConfig(widths=list(args.widths), convs_per_block=args.convs_per_block, hidden=args.hidden,
                        dropout=args.dropout)
+    if state is not None and args.amp == "auto" and "amp_bf16" in state:
+        amp = state["amp_bf16"]  # a resumed run keeps the precision it measured and started in
+    else:
+        amp = _choose_amp(args, config, device, rank=rank, world=world)
     net = EmotionNet(config).to(device).to(memory_format=torch.channels_last)
     model: torch.nn.Module = net
     if world > 1:
@@ -340,7 +344,7 @@ def main(args: argparse.Namespace) -> dict:
             save_checkpoint({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                           "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                          "epoch": epoch, "best": best, "args": _recorded_args(args),
+                          "epoch": epoch, "best": best, "args": _recorded_args(args), "amp_bf16": amp,
                           "config": dataclasses.asdict(config), "provenance": provenance}, ckpt_path)
         if world > 1:
             dist.barrier()
@@ -407,6 +411,28 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
         else:
             parts += [flag, str(value)]
     return parts
+
+
+def _choose_amp(args: argparse.Namespace, config: NetConfig, device: torch.device, *, rank: int, world: int) -> bool:
+    """--amp on/off as given; auto: bf16 on CUDA, fp32 on CPUs without native bf16 (emulated there,
+    many times slower), and on CPUs with it whichever trains this network faster, timed here."""
+    if args.amp != "auto":
+        return args.amp == "on"
+    if device.type == "cuda":
+        return True
+    if not _cpu_has_bf16():
+        return False
+    from .train_speed import pick_amp
+
+    amp, rates = pick_amp(config, device=device, batch_size=args.batch_size)
+    if world > 1:  # every process trains the same way: rank 0's measurement decides
+        decided = torch.tensor([int(amp)])
+        dist.broadcast(decided, 0)
+        amp = bool(decided.item())
+    if rank == 0:
+        print(f"moodify train: --amp auto: {rates['fp32']:.0f} images/s in fp32, {rates['bf16']:.0f} with bf16 "
+              f"autocast: training in {'bf16' if amp else 'fp32'}", file=sys.stderr)
+    return amp
 
 
 def _cpu_has_bf16() -> bool:
