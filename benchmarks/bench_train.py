@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from moodify.network import NetConfig  # noqa: E402
-from moodify.train_speed import step_rate  # noqa: E402
+from moodify.model.network import NetConfig  # noqa: E402
+from moodify.training.train_speed import step_rate  # noqa: E402
 
 NETS = {  # name: (widths, hidden)
     "default (0.59M)": ([16, 32, 64, 128], 256),

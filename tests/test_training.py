@@ -300,8 +300,8 @@ def test_resume_rebuilds_the_run_from_its_checkpoint_and_keeps_its_provenance(sy
 def test_amp_auto_trains_in_whichever_precision_measured_faster(monkeypatch, capsys):
     import argparse
 
-    from moodify import train_speed
-    from moodify.network import NetConfig
+    from moodify.training import train_speed
+    from moodify.model.network import NetConfig
 
     config, cpu = NetConfig(widths=[8, 16], hidden=32), torch.device("cpu")
     args = argparse.Namespace(amp="auto", batch_size=32)
@@ -319,8 +319,8 @@ def test_amp_auto_trains_in_whichever_precision_measured_faster(monkeypatch, cap
 
 
 def test_timing_training_steps_leaves_the_seeded_run_alone():
-    from moodify.network import NetConfig
-    from moodify.train_speed import step_rate
+    from moodify.model.network import NetConfig
+    from moodify.training.train_speed import step_rate
 
     torch.manual_seed(5)
     expected = torch.rand(3)
@@ -332,7 +332,7 @@ def test_timing_training_steps_leaves_the_seeded_run_alone():
 
 @pytest.mark.slow
 def test_a_resumed_run_keeps_the_precision_it_measured(synthetic_root, tmp_path, monkeypatch):
-    from moodify import train_speed
+    from moodify.training import train_speed
 
     monkeypatch.setattr(train, "_cpu_has_bf16", lambda: True)
     monkeypatch.setattr(train_speed, "step_rate", lambda config, *, amp, **_: 200 if amp else 100)

@@ -12,7 +12,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .network import EmotionNet, NetConfig
+from ..model.network import EmotionNet, NetConfig
 
 WARMUP_STEPS = 2  # the first steps pick oneDNN kernels and allocate: not timed
 TIMED_STEPS = 4
