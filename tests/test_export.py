@@ -139,7 +139,7 @@ def test_batch_with_onnx_backend_matches_torch(tmp_path, astronaut_jpg, monkeypa
 
 
 def test_int8_quantization_gives_a_working_model(exported, model, faces, tmp_path):
-    from moodify.model.export import quantize_int8
+    from moodify.cli.export import quantize_int8
 
     rng = np.random.default_rng(1)
     calibration = np.concatenate([faces, rng.integers(0, 256, (40, 48, 48), dtype=np.uint8)])
