@@ -9,8 +9,6 @@ import pytest
 from moodify.training.framing import detect_in_fer_face, framing_from_boxes, measurement_detector, UPSCALE
 from moodify.pipeline.preprocess import crop_face, FER2013_FRAMING, Framing
 
-pytestmark = pytest.mark.data
-
 
 def _agreement(faces: np.ndarray, boxes: list, framing: Framing) -> float:
     """Median correlation between FER2013 faces and the crops that serving cuts from their upscaled copies."""
