@@ -140,13 +140,9 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
 
 def explain_faces(faces: list[moodify.Face], *, size: int = 160) -> list:
     """A Grad-CAM overlay (BGR) per face, for the emotion each face is labelled with."""
-    import numpy as np
+    from moodify.app_support.explain import face_saliency
 
-    from moodify.model.explain import gradcam, overlay
-
-    crops = np.stack([face.crop for face in faces])
-    maps = gradcam(current_model(), crops, [face.emotion for face in faces])
-    return [overlay(crop, heat, size=size) for crop, heat in zip(crops, maps)]
+    return face_saliency(current_model(), faces, size=size)
 
 
 def _without_name(message: str, name: str) -> str:

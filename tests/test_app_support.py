@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from moodify import EMOTIONS, Face, ImageError
-from moodify.app_support.live import LiveResults, LOOPBACK_ICE_ENV, loopback_ice_requested
+from moodify.app_support.live import LOOPBACK_ICE_ENV, LiveResults, loopback_ice_requested
 from moodify.app_support.uploads import read_image_upload
 
 

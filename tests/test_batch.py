@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from moodify import EMOTIONS
-from moodify.batch import COLUMNS, EXIT_UNREADABLE, iter_inputs, ResumableOutput, shard_of
+from moodify.batch import COLUMNS, EXIT_UNREADABLE, ResumableOutput, iter_inputs, shard_of
 from moodify.cli import main as cli
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import pytest
 import moodify
 from moodify import EMOTIONS
 from moodify.cli import main as cli
-from moodify.model.onnx_backend import export_onnx, OnnxEmotionModel
+from moodify.model.onnx_backend import OnnxEmotionModel, export_onnx
 
 TOLERANCE = 1e-4
 
@@ -44,7 +44,10 @@ def test_onnx_probabilities_match_torch(exported, model, faces):
 
 
 def test_onnx_file_carries_labels_and_preprocessing(exported, model):
+    from moodify.model.base import EmotionClassifier
+
     onnx_model = OnnxEmotionModel(exported)
+    assert isinstance(onnx_model, EmotionClassifier)  # the model protocol the pipeline programs against
     assert onnx_model.labels == EMOTIONS
     assert onnx_model.preprocessing == model.preprocessing
     assert onnx_model.temperature == pytest.approx(model.temperature)

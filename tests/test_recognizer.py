@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 import moodify
-from moodify.pipeline.preprocess import crop_face, FER2013_FRAMING
-from moodify.model.registry import load_checkpoint, ModelError, resolve_model_path
+from moodify.model.registry import ModelError, load_checkpoint, resolve_model_path
+from moodify.pipeline.preprocess import FER2013_FRAMING, crop_face
 
 ASTRONAUT_FACE = (177, 66, 95, 95)  # x, y, w, h of the Haar box on skimage's astronaut
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from moodify import cli
-from moodify.training import train
-from moodify.training.augment import augment_batch, AugmentConfig
-from moodify.training.data import DataError, load_dataset, read_folder_layout
 from moodify.model.registry import load_checkpoint, load_model
+from moodify.training import train
+from moodify.training.augment import AugmentConfig, augment_batch
+from moodify.training.data import DataError, load_dataset, read_folder_layout
 
 from synthetic import synthetic_faces, write_fer2013_csv
 
