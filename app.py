@@ -151,7 +151,7 @@ def _without_name(message: str, name: str) -> str:
 
 
 def percent_column(name: str):
-    """A table column of probabilities shown with one decimal, as ``moodify.results.percent`` writes them.
+    """A table column of probabilities shown with one decimal, as ``moodify.pipeline.rows.percent`` writes them.
 
     Streamlit's "percent" format shows up to 2 decimals and drops trailing zeros ("93.28%" next to
     "0.8%") unless ``step`` fixes the precision: it shows (decimals of ``step``) - 2 of them.

@@ -60,7 +60,7 @@ def test_record_framing_moves_only_the_crop(tmp_path):
 
 
 def test_framing_on_labelled_photos_picks_scores_and_records_per_detector(tmp_path, astronaut_bgr, capsys):
-    """``python -m moodify.framing --photos``: a grid per framing family, the pick recorded per detector."""
+    """``python -m moodify.training.framing --photos``: a grid per framing family, the pick recorded per detector."""
     import json
     import shutil
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PROJECT = Path(__file__).resolve().parent.parent
 
 
@@ -92,6 +94,18 @@ def test_no_import_cycle_at_import_time():
     assert not cycles, cycles
 
 
+def test_every_command_is_in_the_help(capsys):
+    from moodify import cli
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for command in cli.COMMANDS:
+        assert command in text
+
+
+@pytest.mark.slow  # a subprocess: torch imported afresh
 def test_every_command_runs_from_python_m_moodify():
     done = subprocess.run([sys.executable, "-m", "moodify", "--help"], cwd=PROJECT, capture_output=True, text=True,
                           timeout=120)

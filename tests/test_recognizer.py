@@ -129,7 +129,7 @@ def test_crop_uses_the_framing_stored_with_the_model_for_its_detector(recognizer
     prep = recognizer.model.preprocessing
     assert recognizer.detector.kind == "yunet"
     yunet, haar = prep.framing_for("yunet"), prep.framing_for("haar")
-    # Measured on labelled photos (python -m moodify.framing --photos; models/MODEL_CARD.md): YuNet
+    # Measured on labelled photos (python -m moodify.training.framing --photos; models/MODEL_CARD.md): YuNet
     # faces are framed from their landmarks, with a box framing for faces that come without them.
     assert yunet.anchor == "eyes" and prep.framing_for("yunet", landmarks=False).anchor == "box"
     assert yunet != haar and haar != FER2013_FRAMING
@@ -160,6 +160,6 @@ def test_label_order_and_checksum_are_checked_on_load(tmp_path):
 
 def test_shipped_model_matches_its_registry_checksum():
     path, name, sha = resolve_model_path(None)
-    assert sha, "the default model must have a sha256 in moodify.weights.REGISTRY"
+    assert sha, "the default model must have a sha256 in moodify.model.registry.REGISTRY"
     moodify.load_model()  # raises on a mismatch
 

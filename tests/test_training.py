@@ -86,6 +86,7 @@ def test_resume_after_interruption_gives_the_same_model(synthetic_root, tmp_path
     assert [json.loads(line)["epoch"] for line in log] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow  # trains a network first
 def test_evaluate_writes_report_and_plots(synthetic_root, tmp_path, capsys):
     out = tmp_path / "run"
     cli.main(["train", "--data", str(synthetic_root), "--out", str(out), *TINY])

@@ -67,7 +67,7 @@ def add_detector_arguments(p: argparse.ArgumentParser, *, model: bool = True) ->
 
 
 def detector_spec(args: argparse.Namespace) -> dict:
-    """Keyword arguments for ``moodify.detect.make_detector`` from the options above."""
+    """Keyword arguments for ``moodify.pipeline.detect.make_detector`` from the options above."""
     if args.detector == "haar":
         return {"kind": "haar", "scale_factor": args.scale_factor, "min_neighbors": args.min_neighbors,
                 "min_size": args.min_size, "cascade": HAAR_CASCADES[args.cascade]}

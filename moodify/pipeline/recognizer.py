@@ -36,7 +36,7 @@ class Face:
     box: Box
     probabilities: dict[str, float]
     crop: np.ndarray | None = field(default=None, repr=False)  # the 48x48 grayscale network input
-    # Five (x, y) points in the original image's pixels, in moodify.detect.LANDMARKS order
+    # Five (x, y) points in the original image's pixels, in moodify.pipeline.detect.LANDMARKS order
     # (right eye, left eye, nose, right and left mouth corner); None where the detector gives none (Haar).
     landmarks: tuple[tuple[float, float], ...] | None = None
 
