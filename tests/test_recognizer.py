@@ -163,3 +163,17 @@ def test_shipped_model_matches_its_registry_checksum():
     assert sha, "the default model must have a sha256 in moodify.model.registry.REGISTRY"
     moodify.load_model()  # raises on a mismatch
 
+
+
+def test_batch_workers_crop_with_the_same_pipeline(recognizer, astronaut_bgr, model):
+    """Recognizer.for_cropping (what each batch worker holds) finds and crops exactly what analyze
+    classifies, and refuses to classify without a model."""
+    from moodify import Recognizer
+
+    cropper = Recognizer.for_cropping(model.preprocessing, recognizer.detector)
+    detections, crops = cropper.detect_and_crop(astronaut_bgr)
+    faces = recognizer.analyze(astronaut_bgr)
+    assert [d.box for d in detections] == [f.box for f in faces]
+    assert np.array_equal(crops, np.stack([f.crop for f in faces]))
+    with pytest.raises(RuntimeError, match="only detects and crops"):
+        cropper.predict(crops)
