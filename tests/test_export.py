@@ -60,6 +60,7 @@ def test_onnx_file_carries_labels_and_preprocessing(exported, model):
     assert len(meta["moodify.source_sha256"]) == 64
 
 
+@pytest.mark.slow  # two exports
 def test_exported_file_is_readable_as_the_umask_allows(tmp_path):
     """Not private to its writer: a 0600 export would stop another user (a service account) from
     loading a model shared in a common folder."""
