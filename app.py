@@ -140,13 +140,9 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
 
 def explain_faces(faces: list[moodify.Face], *, size: int = 160) -> list:
     """A Grad-CAM overlay (BGR) per face, for the emotion each face is labelled with."""
-    import numpy as np
+    from moodify.app_support.explain import face_saliency
 
-    from moodify.model.explain import gradcam, overlay
-
-    crops = np.stack([face.crop for face in faces])
-    maps = gradcam(current_model(), crops, [face.emotion for face in faces])
-    return [overlay(crop, heat, size=size) for crop, heat in zip(crops, maps)]
+    return face_saliency(current_model(), faces, size=size)
 
 
 def _without_name(message: str, name: str) -> str:
@@ -155,7 +151,7 @@ def _without_name(message: str, name: str) -> str:
 
 
 def percent_column(name: str):
-    """A table column of probabilities shown with one decimal, as ``moodify.results.percent`` writes them.
+    """A table column of probabilities shown with one decimal, as ``moodify.pipeline.rows.percent`` writes them.
 
     Streamlit's "percent" format shows up to 2 decimals and drops trailing zeros ("93.28%" next to
     "0.8%") unless ``step`` fixes the precision: it shows (decimals of ``step``) - 2 of them.

@@ -174,8 +174,8 @@ def main() -> None:
     args = p.parse_args()
 
     from moodify import load_model
-    from moodify.training.data import load_dataset, resolve_data_path
     from moodify.pipeline.detect import make_detector
+    from moodify.training.data import load_dataset, resolve_data_path
 
     cv2.setNumThreads(1)
     pictures = backgrounds()

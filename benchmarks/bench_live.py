@@ -63,7 +63,7 @@ def run(video: Path, recognizer, *, detect_every: int,
         detect_side: int) -> tuple[float, float, float, dict[str, float]]:
     """(wall frames/s, CPU frames/s, mean faces per frame, CPU ms per stage) over the whole video."""
     from moodify.pipeline.draw import annotate_tracks
-    from moodify.video import FpsMeter, FrameAnalyzer, LIVE_SETTINGS, VideoReader
+    from moodify.video import LIVE_SETTINGS, FpsMeter, FrameAnalyzer, VideoReader
 
     analyzer = FrameAnalyzer(recognizer, **{**LIVE_SETTINGS, "detect_every": detect_every, "detect_side": detect_side})
     meter = FpsMeter()

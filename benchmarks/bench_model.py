@@ -55,7 +55,7 @@ def main() -> None:
 
     import torch
 
-    from moodify.model.registry import load_model, REGISTRY
+    from moodify.model.registry import REGISTRY, load_model
 
     names = args.models.split(",") if args.models else list(REGISTRY)
     rng = np.random.default_rng(0)

@@ -60,15 +60,16 @@ def moodify(args: list[str], *, cwd: Path, out: Path, name: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "MOODIFY_CACHE": str(out.parent / "cache")}
     done = subprocess.run([sys.executable, "-m", "moodify", *args], cwd=cwd, env=env, capture_output=True,
                           text=True)
-    (out / f"{name}.stdout").write_text(_steady(done.stdout))
-    (out / f"{name}.stderr").write_text(_steady(done.stderr))
+    (out / f"{name}.stdout").write_text(_steady(done.stdout, out))
+    (out / f"{name}.stderr").write_text(_steady(done.stderr, out))
     (out / f"{name}.status").write_text(f"{done.returncode}\n")
 
 
-def _steady(text: str) -> str:
-    """``text`` without the lines that give timings, which change from run to run."""
-    return "".join(line for line in text.splitlines(keepends=True) if " s this run" not in line
-                   and "frames/s" not in line)
+def _steady(text: str, out: Path) -> str:
+    """``text`` without the lines that give timings, which change from run to run, and with the
+    output folder written as OUT, so two runs in different folders compare equal."""
+    return "".join(line.replace(str(out), "OUT") for line in text.splitlines(keepends=True)
+                   if " s this run" not in line and "frames/s" not in line)
 
 
 def main() -> None:

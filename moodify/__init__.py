@@ -13,6 +13,7 @@ The package's rooms: ``pipeline`` (images, detection, the crop, ``Recognizer``),
 ``app_support`` (the web app's computations) and ``cli`` (the ``moodify`` command).
 """
 
+from . import _moved
 from .errors import DetectorError, ImageError, ModelError, MoodifyError
 from .labels import EMOTIONS
 from .model.base import EmotionClassifier
@@ -23,6 +24,8 @@ from .pipeline.images import load_image
 from .pipeline.recognizer import Face, Recognizer
 
 __version__ = "0.1.0"
+
+_moved.install()  # the module paths from before the folders (moodify.weights, ...) still import, warned
 
 __all__ = [
     "EMOTIONS", "DetectorError", "EmotionClassifier", "EmotionModel", "Face", "HaarDetector", "ImageError",

@@ -143,7 +143,7 @@ def _api(paths: list[str]) -> None:
 
 def _video(paths: list[str]) -> None:
     import moodify
-    from moodify.video import analyze_video, VideoError
+    from moodify.video import VideoError, analyze_video
 
     recognizer = moodify.Recognizer()
     for path in paths:

@@ -199,7 +199,7 @@ def test_upload_shows_the_face_in_picture_cards_and_tables(uploaded_photo, recog
     assert _near(table.loc[0, ["x", "y", "w", "h"]].tolist(), ASTRONAUT_FACE)
     assert table.loc[0, ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]].sum() == pytest.approx(1, abs=1e-4)
     record = uploaded_photo["json"][0]
-    assert record["image"] == "astronaut.jpg" and record["faces"][0]["face"] == 1
+    assert record["path"] == "astronaut.jpg" and record["faces"][0]["face"] == 1
     assert record["faces"][0]["emotion"] == expected
     png = uploaded_photo["png"]
     assert png.shape == (512, 512, 3)
@@ -233,10 +233,10 @@ def test_all_photos_lists_a_photo_without_a_face(page, media, tmp_path):
     page.locator('input[type="file"]').set_input_files([str(media["photo"]), str(sky)])
     page.get_by_role("button", name="Download all as CSV").wait_for(timeout=WAIT_MS)
     table = pd.read_csv(io.BytesIO(_download(page, "Download all as CSV")))
-    assert table["image"].tolist() == ["astronaut.jpg", "sky.png"], table
+    assert table["path"].tolist() == ["astronaut.jpg", "sky.png"], table
     assert table.loc[1, "emotion"] == "no face" and table.loc[1, "face"] == 0
     records = json.loads(_download(page, "Download all as JSON"))
-    assert [r["image"] for r in records] == ["astronaut.jpg", "sky.png"] and records[1]["faces"] == []
+    assert [r["path"] for r in records] == ["astronaut.jpg", "sky.png"] and records[1]["faces"] == []
     _no_traceback(page)
     _screenshot(page, "upload-all-photos")
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from moodify import EMOTIONS, Face, ImageError
-from moodify.app_support.live import LiveResults, LOOPBACK_ICE_ENV, loopback_ice_requested
+from moodify.app_support.live import LOOPBACK_ICE_ENV, LiveResults, loopback_ice_requested
 from moodify.app_support.uploads import read_image_upload
 
 
@@ -101,3 +102,59 @@ def test_live_says_it_is_connecting_until_frames_arrive_and_warns_when_none_do()
                                          waited_s=LIVE_CONNECT_TIMEOUT_S + 1)
     assert kind == "warning" and "16 s" in text and "START" in text
     assert live_connection_message(playing=True, signalling=False, new_frames=2, waited_s=30) is None
+
+
+def test_model_choices_come_from_the_registry():
+    from moodify import available_models
+    from moodify.app_support.session import model_choices
+
+    choices = model_choices()
+    assert list(choices) == available_models() == ["default", "accurate"]
+    assert choices["default"] == "default (fast)" and choices["accurate"] == "accurate (slower)"
+
+
+def test_a_session_keeps_its_detector_until_its_settings_change(model):
+    from moodify.app_support.session import session_recognizer
+
+    state = {}
+    settings = {"detector": "yunet", "score_threshold": 0.6, "min_neighbors": 3, "min_size": 30}
+    first = session_recognizer(state, model, settings)
+    assert session_recognizer(state, model, settings).detector is first.detector
+    other = session_recognizer(state, model, {**settings, "score_threshold": 0.8})
+    assert other.detector is not first.detector and other.detector.score_threshold == 0.8
+    assert session_recognizer({}, model, settings).detector is not first.detector  # another browser session
+
+
+@pytest.mark.slow
+def test_a_video_upload_is_analysed_in_memory(astronaut_bgr, recognizer, tmp_path):
+    """The Video mode's work without a browser: the upload's bytes in, the annotated MP4, the timeline
+    (the columns of `moodify video --csv`) and the summary out, progress reported, nothing left behind."""
+    import cv2
+    import tempfile
+
+    from moodify.app_support.video import analyze_video_upload
+    from moodify.video import CSV_COLUMNS
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (512, 512))
+    for _ in range(6):
+        writer.write(astronaut_bgr)
+    writer.release()
+    before = set(Path(tempfile.gettempdir()).glob("moodify-*"))
+    seen = []
+    result = analyze_video_upload(clip.read_bytes(), "my clip.avi", recognizer=recognizer, smoothing=0.6,
+                                  progress=lambda done, text: seen.append((done, text)))
+    assert result.frames_read == 6 and result.damage is None and result.video[:12].find(b"ftyp") >= 0
+    assert list(result.timeline.columns) == list(CSV_COLUMNS) and result.timeline["face"].tolist() == [1] * 6
+    assert result.summary["main_emotion"].tolist() == ["happy"]
+    assert len(seen) == 6 and "my clip.avi" in seen[-1][1]
+    assert set(Path(tempfile.gettempdir()).glob("moodify-*")) == before
+
+
+def test_a_video_upload_that_is_not_a_video_names_the_upload(recognizer):
+    from moodify.app_support.video import analyze_video_upload
+    from moodify.errors import VideoError
+
+    with pytest.raises(VideoError, match="holiday.mp4") as caught:
+        analyze_video_upload(b"not a video at all", "holiday.mp4", recognizer=recognizer, smoothing=0.6)
+    assert "input.mp4" not in str(caught.value)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from moodify import EMOTIONS
-from moodify.batch import COLUMNS, EXIT_UNREADABLE, iter_inputs, ResumableOutput, shard_of
+from moodify.batch import COLUMNS, EXIT_UNREADABLE, ResumableOutput, iter_inputs, shard_of
 from moodify.cli import main as cli
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -131,6 +131,7 @@ def test_summary_counts_one_of_a_kind_in_the_singular(photos, tmp_path, capsys):
     assert "3 images: 1 face, 1 without a face, 1 error; 3 images in" in summary, summary
 
 
+@pytest.mark.slow  # a subprocess: torch imported afresh
 def test_unreadable_inputs_are_named_on_stderr_with_their_own_exit_status(photos, tmp_path):
     """As a script or a scheduler sees it: stderr to a file, not a terminal."""
     out = tmp_path / "out.csv"
@@ -158,9 +159,12 @@ def _error_of(out: Path, name: str) -> str:
     return next(r["error"] for r in read_csv(out) if Path(r["path"]).name == name)
 
 
-def test_batch_help_gives_the_exit_statuses():
-    text = subprocess.run([sys.executable, "-m", "moodify", "batch", "--help"], cwd=PROJECT, capture_output=True,
-                          text=True, timeout=120).stdout
+def test_batch_help_gives_the_exit_statuses(capsys):
+    from moodify import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["batch", "--help"])
+    text = capsys.readouterr().out
     assert "exit status: 0 every input was read; 3 the job finished but some inputs could not be read" in " ".join(text.split())
 
 

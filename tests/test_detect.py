@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import moodify
-from moodify.pipeline import detect
 from moodify.cli import main as cli
-from moodify.pipeline.detect import DetectorError, HaarDetector, make_detector, YuNetDetector
+from moodify.pipeline import detect
+from moodify.pipeline.detect import DetectorError, HaarDetector, YuNetDetector, make_detector
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from moodify.model.checkpoint import make_checkpoint
 from moodify.model.explain import default_layer, gradcam, overlay
 from moodify.model.network import EmotionNet, NetConfig
-from moodify.pipeline.preprocess import normalize, Preprocessing
-from moodify.model.checkpoint import make_checkpoint
 from moodify.model.torch_backend import EmotionModel
+from moodify.pipeline.preprocess import Preprocessing, normalize
 
 ANGRY, HAPPY, NEUTRAL = 0, 3, 6
 # Where each class's only evidence sits in the synthetic faces (rows, columns).
@@ -173,3 +173,12 @@ def test_explaining_while_another_thread_predicts_on_the_same_model(recognizer, 
         stop.set()
         thread.join()
     assert errors == []
+
+
+def test_the_apps_explain_toggle_gives_one_overlay_per_face(recognizer, astronaut_bgr, model):
+    from moodify.app_support.explain import face_saliency
+
+    faces = recognizer.analyze(astronaut_bgr)
+    pictures = face_saliency(model, faces, size=96)
+    assert len(pictures) == len(faces) == 1 and pictures[0].shape == (96, 96, 3) and pictures[0].dtype == np.uint8
+    assert face_saliency(model, []) == []

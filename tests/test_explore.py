@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from moodify.labels import EMOTIONS
 from moodify.training import explore
 from moodify.training.data import FaceSet
-from moodify.labels import EMOTIONS
 
 
 def _faces(n: int, seed: int = 0) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 import moodify
 from moodify import EMOTIONS
 from moodify.cli import main as cli
-from moodify.model.onnx_backend import export_onnx, OnnxEmotionModel
+from moodify.model.onnx_backend import OnnxEmotionModel, export_onnx
 
 TOLERANCE = 1e-4
 
@@ -44,7 +44,10 @@ def test_onnx_probabilities_match_torch(exported, model, faces):
 
 
 def test_onnx_file_carries_labels_and_preprocessing(exported, model):
+    from moodify.model.base import EmotionClassifier
+
     onnx_model = OnnxEmotionModel(exported)
+    assert isinstance(onnx_model, EmotionClassifier)  # the model protocol the pipeline programs against
     assert onnx_model.labels == EMOTIONS
     assert onnx_model.preprocessing == model.preprocessing
     assert onnx_model.temperature == pytest.approx(model.temperature)
@@ -57,6 +60,7 @@ def test_onnx_file_carries_labels_and_preprocessing(exported, model):
     assert len(meta["moodify.source_sha256"]) == 64
 
 
+@pytest.mark.slow  # two exports
 def test_exported_file_is_readable_as_the_umask_allows(tmp_path):
     """Not private to its writer: a 0600 export would stop another user (a service account) from
     loading a model shared in a common folder."""
@@ -139,7 +143,7 @@ def test_batch_with_onnx_backend_matches_torch(tmp_path, astronaut_jpg, monkeypa
 
 
 def test_int8_quantization_gives_a_working_model(exported, model, faces, tmp_path):
-    from moodify.model.export import quantize_int8
+    from moodify.cli.export import quantize_int8
 
     rng = np.random.default_rng(1)
     calibration = np.concatenate([faces, rng.integers(0, 256, (40, 48, 48), dtype=np.uint8)])

@@ -6,10 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from moodify.training.framing import detect_in_fer_face, framing_from_boxes, measurement_detector, UPSCALE
-from moodify.pipeline.preprocess import crop_face, FER2013_FRAMING, Framing
-
-pytestmark = pytest.mark.data
+from moodify.pipeline.preprocess import FER2013_FRAMING, Framing, crop_face
+from moodify.training.framing import UPSCALE, detect_in_fer_face, framing_from_boxes, measurement_detector
 
 
 def _agreement(faces: np.ndarray, boxes: list, framing: Framing) -> float:
@@ -47,8 +45,8 @@ def test_shipped_framing_reproduces_fer2013_crops(fer2013):
 def test_record_framing_moves_only_the_crop(tmp_path):
     import shutil
 
-    from moodify.training.framing import record_framing
     from moodify.model.registry import load_model, resolve_model_path
+    from moodify.training.framing import record_framing
 
     path = tmp_path / "model.pt"
     shutil.copy(resolve_model_path(None)[0], path)
@@ -62,14 +60,14 @@ def test_record_framing_moves_only_the_crop(tmp_path):
 
 
 def test_framing_on_labelled_photos_picks_scores_and_records_per_detector(tmp_path, astronaut_bgr, capsys):
-    """``python -m moodify.framing --photos``: a grid per framing family, the pick recorded per detector."""
+    """``python -m moodify.training.framing --photos``: a grid per framing family, the pick recorded per detector."""
     import json
     import shutil
 
     import cv2
 
-    from moodify.training.framing import FAMILIES, main
     from moodify.model.registry import load_model, resolve_model_path
+    from moodify.training.framing import FAMILIES, main
 
     photos = tmp_path / "photos"
     (photos / "happy").mkdir(parents=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bad_inputs import png_bomb, run_measured
-from moodify.batch import Counts, EXIT_UNREADABLE, ResumableOutput
+from moodify.batch import EXIT_UNREADABLE, Counts, ResumableOutput
 from moodify.cli import main as cli
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -244,7 +244,7 @@ def test_batch_refuses_a_decompression_bomb_like_classify(bomb_png, tmp_path, ex
 
 
 def test_one_pixel_limit_on_every_decode_path(tmp_path):
-    from moodify.pipeline.images import ImageError, load_gray, load_image, MAX_IMAGE_PIXELS
+    from moodify.pipeline.images import MAX_IMAGE_PIXELS, ImageError, load_gray, load_image
 
     side = int(MAX_IMAGE_PIXELS ** 0.5) + 1
     bomb = png_bomb(tmp_path / "just-over.png", side, side)  # over the limit, under Pillow's error threshold x 2
@@ -278,7 +278,7 @@ def test_a_float_tiff_is_converted_without_float64_copies(tmp_path):
 
 @pytest.mark.slow
 def test_images_over_the_byte_budget_are_refused_before_decoding(tmp_path):
-    from moodify.pipeline.images import check_size, ImageError, load_image, MAX_DECODED_BYTES
+    from moodify.pipeline.images import MAX_DECODED_BYTES, ImageError, check_size, load_image
 
     check_size(8000, 6000, "F", "ok.tif")  # 183 MiB: fine
     with pytest.raises(ImageError, match=r"MiB decoded, more than the 512 MiB"):

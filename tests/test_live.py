@@ -12,8 +12,8 @@ import pytest
 
 from moodify import Recognizer
 from moodify.pipeline.preprocess import Preprocessing
-from moodify.video.live import gui_problem, KEY_PAUSE, KEY_QUIT, LiveSession
 from moodify.video import CSV_COLUMNS, FrameAnalyzer, VideoFrame
+from moodify.video.live import KEY_PAUSE, KEY_QUIT, LiveSession, gui_problem
 from test_video import (canvas, decoded_frames, head, leave_and_return_frames, moving_face_frames, paste, read_csv,
                         run_cli, write_avi)
 

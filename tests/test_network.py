@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from moodify.model.network import EmotionNet, fold_batchnorm, NetConfig
+from moodify.model.network import EmotionNet, NetConfig, fold_batchnorm
 
 
 def test_folding_batchnorm_keeps_the_logits_and_removes_every_batchnorm():

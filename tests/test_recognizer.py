@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 import moodify
-from moodify.pipeline.preprocess import crop_face, FER2013_FRAMING
-from moodify.model.registry import load_checkpoint, ModelError, resolve_model_path
+from moodify.model.registry import ModelError, load_checkpoint, resolve_model_path
+from moodify.pipeline.preprocess import FER2013_FRAMING, crop_face
 
 ASTRONAUT_FACE = (177, 66, 95, 95)  # x, y, w, h of the Haar box on skimage's astronaut
 
@@ -129,7 +129,7 @@ def test_crop_uses_the_framing_stored_with_the_model_for_its_detector(recognizer
     prep = recognizer.model.preprocessing
     assert recognizer.detector.kind == "yunet"
     yunet, haar = prep.framing_for("yunet"), prep.framing_for("haar")
-    # Measured on labelled photos (python -m moodify.framing --photos; models/MODEL_CARD.md): YuNet
+    # Measured on labelled photos (python -m moodify.training.framing --photos; models/MODEL_CARD.md): YuNet
     # faces are framed from their landmarks, with a box framing for faces that come without them.
     assert yunet.anchor == "eyes" and prep.framing_for("yunet", landmarks=False).anchor == "box"
     assert yunet != haar and haar != FER2013_FRAMING
@@ -160,6 +160,20 @@ def test_label_order_and_checksum_are_checked_on_load(tmp_path):
 
 def test_shipped_model_matches_its_registry_checksum():
     path, name, sha = resolve_model_path(None)
-    assert sha, "the default model must have a sha256 in moodify.weights.REGISTRY"
+    assert sha, "the default model must have a sha256 in moodify.model.registry.REGISTRY"
     moodify.load_model()  # raises on a mismatch
 
+
+
+def test_batch_workers_crop_with_the_same_pipeline(recognizer, astronaut_bgr, model):
+    """Recognizer.for_cropping (what each batch worker holds) finds and crops exactly what analyze
+    classifies, and refuses to classify without a model."""
+    from moodify import Recognizer
+
+    cropper = Recognizer.for_cropping(model.preprocessing, recognizer.detector)
+    detections, crops = cropper.detect_and_crop(astronaut_bgr)
+    faces = recognizer.analyze(astronaut_bgr)
+    assert [d.box for d in detections] == [f.box for f in faces]
+    assert np.array_equal(crops, np.stack([f.crop for f in faces]))
+    with pytest.raises(RuntimeError, match="only detects and crops"):
+        cropper.predict(crops)

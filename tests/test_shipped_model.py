@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from moodify.model.registry import REGISTRY, load_model
 from moodify.training.evaluate import evaluate_model
-from moodify.model.registry import load_model, REGISTRY
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 

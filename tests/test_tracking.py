@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from moodify.labels import EMOTIONS
-from moodify.video.tracking import greedy_match, iou, iou_matrix, IoUTracker, ProbabilitySmoother
+from moodify.video.tracking import IoUTracker, ProbabilitySmoother, greedy_match, iou, iou_matrix
 
 
 def ids_by_box(tracks) -> dict[int, tuple[int, int, int, int]]:

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from moodify import cli
+from moodify.model.registry import load_checkpoint, load_model
 from moodify.training import train
 from moodify.training.augment import AugmentConfig, PhotoConfig, augment_batch, photo_augment
 from moodify.training.data import DataError, load_dataset, read_folder_layout
-from moodify.model.registry import load_checkpoint, load_model
 
 from bad_inputs import run_measured
 from synthetic import synthetic_faces, write_fer2013_csv
@@ -93,6 +93,7 @@ def test_resume_after_interruption_gives_the_same_model(synthetic_root, tmp_path
     assert [json.loads(line)["epoch"] for line in log] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow  # trains a network first
 def test_evaluate_writes_report_and_plots(synthetic_root, tmp_path, capsys):
     out = tmp_path / "run"
     cli.main(["train", "--data", str(synthetic_root), "--out", str(out), *TINY])

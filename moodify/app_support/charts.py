@@ -1,7 +1,7 @@
 """The web app's charts as Altair specs: one face's probabilities, the live timeline, the video timeline.
 
 Built here, not in app.py, so what a chart encodes (which mark, which legend, one row per person)
-is tested without a browser. Colours are the drawing's (``moodify.draw.EMOTION_COLORS``), so a
+is tested without a browser. Colours are the drawing's (``moodify.pipeline.draw.EMOTION_COLORS``), so a
 colour means the same emotion on the picture, in a chart and in its legend.
 """
 

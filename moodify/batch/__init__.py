@@ -12,3 +12,11 @@ from .run import EXIT_UNREADABLE, Summary, run_batch
 
 __all__ = ["BatchError", "COLUMNS", "Counts", "EXIT_UNREADABLE", "ResumableOutput", "Summary", "iter_inputs",
            "merge_files", "run_batch", "shard_of"]
+
+
+def __getattr__(name: str):
+    """The other names of the module this package was (before the folders), from their new homes."""
+    from .._moved import moved_attribute
+
+    return moved_attribute(__name__, name, ("moodify.batch.outputs", "moodify.batch.inputs", "moodify.batch.run",
+                                              "moodify.batch.worker", "moodify.cli.batch"))

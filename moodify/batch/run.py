@@ -1,4 +1,4 @@
-"""``moodify batch``: emotions for every face in a folder, a glob or a list of millions of images.
+"""A batch job (``moodify batch``): emotions for every face in a folder, a glob or a list of millions of images.
 
 Shape of a run::
 

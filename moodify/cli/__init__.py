@@ -2,7 +2,7 @@
 
 Each command is a module with ``DESCRIPTION``, ``add_arguments(parser)`` and ``main(args) -> exit
 status``: the ones that only parse options and call the package live here in ``moodify.cli``;
-training, evaluation and export keep theirs beside their loops, shaped like torchvision's
+training and evaluation keep theirs beside their loops, shaped like torchvision's
 reference scripts. Every module is imported only when the parser is built, and nothing under
 ``moodify`` imports this package's ``__init__``, so there is no import cycle between the CLI and
 the commands.
@@ -29,7 +29,7 @@ COMMANDS = {
     "merge": "moodify.cli.merge",
     "live": "moodify.cli.live",
     "video": "moodify.cli.video",
-    "export": "moodify.model.export",
+    "export": "moodify.cli.export",
 }
 
 

@@ -13,8 +13,8 @@ from .options import add_detector_arguments, detector_spec
 
 DESCRIPTION = ("Classify every face in many images (folders, globs, lists of paths) into a CSV, JSONL or "
                "Parquet file: one row per face, resumable, parallel, shardable across machines. Columns: path, "
-               "face (1, 2, ... largest first, as `moodify classify` and the app number them), faces (in that image; 0 = no face found), x, y, w, h (box in "
-               "pixels), emotion, confidence, the 7 probabilities, error (why an unreadable image was skipped), "
+               "face (1, 2, ... largest first, as `moodify classify` and the app number them), faces (in that "
+               "image; 0 = no face found), x, y, w, h (box in pixels), emotion, confidence, the 7 probabilities, error (why an unreadable image was skipped), "
                "then the 5 YuNet landmarks in pixels (right_eye_x, right_eye_y, ..., mouth_left_y; empty with Haar).")
 EPILOG = (f"exit status: 0 every input was read; {EXIT_UNREADABLE} the job finished but some inputs could not be "
           "read (the first ones are named on stderr, every one has a row with its error); 2 the job could not "

@@ -33,7 +33,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"moodify: error: {exc}", file=sys.stderr)
             results.append({"path": path, "error": str(exc)})
             continue
-        results.append({"path": path, "faces": [{"face": number, **face.to_dict()} for number, face in numbered(faces)]})
+        results.append({"path": path,
+                        "faces": [{"face": number, **face.to_dict()} for number, face in numbered(faces)]})
         if not args.json:
             print(_format_faces(path, faces, hint=no_face_hint(args.detector)), flush=True)
     if args.json:

@@ -12,11 +12,12 @@ import cv2
 
 from ..errors import VideoError
 from ..video.frames import LIVE_SETTINGS, FrameAnalyzer
-from ..video.live import DESCRIPTION, LiveSession, gui_problem, open_source, run_headless, run_window
-from .options import add_detector_arguments, build_recognizer
-from .video import add_tracking_arguments, check_tracking_arguments, torch_threads
+from ..video.live import LiveSession, gui_problem, open_source, run_headless, run_window
+from .options import (add_detector_arguments, add_tracking_arguments, build_recognizer, check_tracking_arguments,
+                      torch_threads)
 
-__all__ = ["DESCRIPTION", "add_arguments", "main"]
+DESCRIPTION = ("Live emotions from a webcam, video file or stream, tracked per person: in a window "
+               "(q quit, s snapshot, r record, space pause), or headless with --no-window.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

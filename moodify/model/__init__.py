@@ -1,5 +1,5 @@
 """Emotion models: ``network`` (the CNN, built from its config; no I/O), ``checkpoint`` (the file
 format), ``base`` (the model protocol every backend satisfies), ``torch_backend`` and
 ``onnx_backend``, ``registry`` (shipped models by name, ``load_model``, ``available_models``),
-``export`` (``moodify export``) and ``explain`` (Grad-CAM).
+and ``explain`` (Grad-CAM); ``moodify export`` is ``moodify.cli.export``.
 """

@@ -38,12 +38,18 @@ class EmotionClassifier(Protocol):
         ...
 
 
-def calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities (N, 7) from logits divided by the calibration temperature (float64 softmax)."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature``, in the logits' own dtype: the one softmax of
+    training, evaluation and the numpy backends."""
+    z = logits / temperature
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities (N, 7) from logits divided by the calibration temperature, in float64."""
+    return softmax(np.asarray(logits, dtype=np.float64), temperature)
 
 
 def check_settings(prep: Preprocessing, temperature: float, *, name: str) -> None:

@@ -4,9 +4,9 @@ Two steps, both described by values stored in every checkpoint:
 
 * framing: where the 48x48 crop sits on a detected face (``Framing``), one per detector, since a
   YuNet box and a Haar box sit differently on a face. The framings are measured, not guessed:
-  ``python -m moodify.framing --photos`` scores the model on labelled real photos over a grid of
+  ``python -m moodify.training.framing --photos`` scores the model on labelled real photos over a grid of
   framings and records the best (the model cards give the commands and figures);
-  ``python -m moodify.framing --data`` measured how FER2013 itself frames a face (a Haar box on
+  ``python -m moodify.training.framing --data`` measured how FER2013 itself frames a face (a Haar box on
   upscaled training faces), which is kept as the training data's own framing.
 * normalisation: uint8 pixels -> float, minus the training-set mean, over its std.
 
@@ -82,11 +82,11 @@ class Framing:
         return asdict(self)
 
 
-# Measured with `python -m moodify.framing --data ../shared/data` (moodify/framing.py): on 1,620
+# Measured with `python -m moodify.training.framing --data ../shared/data` (moodify/training/framing.py): on 1,620
 # of 3,000 upscaled FER2013 training faces the Haar detector (its default settings) found a face;
 # its median box is 41.0 px wide at (3.75, 3.5) inside the 48 px frame, so FER2013 shows ~17%
 # more than a Haar box, centred. Real photos are framed by measurement on labelled photos
-# instead (``python -m moodify.framing --photos``), per detector, and stored in each checkpoint;
+# instead (``python -m moodify.training.framing --photos``), per detector, and stored in each checkpoint;
 # this is the fallback for a checkpoint that has none.
 FER2013_FRAMING = Framing(scale=1.171, shift_x=-0.006, shift_y=0.0)
 
@@ -178,7 +178,7 @@ def crop_face(gray: np.ndarray, box, framing: Framing, *, size: int = FACE_SIZE,
 
 def resize_face(face: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
     """A pre-cropped grayscale face as ``size`` x ``size``: area interpolation shrinking, bilinear
-    enlarging, as ``moodify.data`` prepares FER2013 faces for training."""
+    enlarging, as ``moodify.training.data`` prepares FER2013 faces for training."""
     h, w = face.shape[:2]
     if (h, w) == (size, size):
         return face

@@ -36,7 +36,7 @@ class Face:
     box: Box
     probabilities: dict[str, float]
     crop: np.ndarray | None = field(default=None, repr=False)  # the 48x48 grayscale network input
-    # Five (x, y) points in the original image's pixels, in moodify.detect.LANDMARKS order
+    # Five (x, y) points in the original image's pixels, in moodify.pipeline.detect.LANDMARKS order
     # (right eye, left eye, nose, right and left mouth corner); None where the detector gives none (Haar).
     landmarks: tuple[tuple[float, float], ...] | None = None
 
@@ -62,8 +62,9 @@ class Recognizer:
     """Finds faces in an image and gives each one calibrated probabilities for the 7 emotions.
 
     ``model``: any ``moodify.model.base.EmotionClassifier`` (``load_model``'s torch or onnx
-    models), a registry name or a checkpoint path (default: the shipped model). ``detector``: a ``moodify.YuNetDetector`` (the default) or ``HaarDetector``, or anything
-    with ``detect(image) -> boxes``; its ``kind`` picks the crop framing stored with the model.
+    models), a registry name or a checkpoint path (default: the shipped model). ``detector``: a
+    ``moodify.YuNetDetector`` (the default) or ``HaarDetector``, or anything with
+    ``detect(image) -> boxes``; its ``kind`` picks the crop framing stored with the model.
 
     Thread-safe: one Recognizer can serve many threads (a web server's). OpenCV's detectors are
     not (two threads in one cascade return wrong boxes or raise), so each thread detects with its
@@ -78,7 +79,7 @@ class Recognizer:
 
             model = load_model(model)
         self.model = model
-        self.preprocessing: Preprocessing = model.preprocessing if model is not _NO_MODEL else None
+        self._preprocessing: Preprocessing | None = None  # set by for_cropping, where there is no model
         self.detector = detector if detector is not None else make_detector()
         self._owner = threading.get_ident()  # this thread uses ``detector`` itself; others get copies
         self._local = threading.local()
@@ -89,14 +90,19 @@ class Recognizer:
         """A pipeline that detects and crops as ``preprocessing`` says, with no model (batch workers,
         whose faces are classified in one batch elsewhere): ``predict`` and ``analyze`` refuse."""
         recognizer = cls(_NO_MODEL, detector)
-        recognizer.preprocessing = preprocessing
+        recognizer._preprocessing = preprocessing
         return recognizer
 
     def with_detector(self, detector: Detector) -> "Recognizer":
         """The same model with another detector (e.g. one searching smaller copies, for live video)."""
         recognizer = Recognizer(self.model, detector)
-        recognizer.preprocessing = self.preprocessing
+        recognizer._preprocessing = self._preprocessing
         return recognizer
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How faces are cropped and resized for the model (its checkpoint's, or for_cropping's)."""
+        return self._preprocessing if self._preprocessing is not None else self.model.preprocessing
 
     def analyze(self, image) -> list[Face]:
         """Faces in ``image`` (a path, bytes, PIL image, or BGR/grayscale numpy array), largest first.

@@ -1,6 +1,6 @@
 """Looking at FER2013 and at a model's results: the computations behind ``notebooks/``.
 
-Everything here is a function of arrays or ``{split: FaceSet}`` dicts (as ``moodify.data.load_dataset``
+Everything here is a function of arrays or ``{split: FaceSet}`` dicts (as ``moodify.training.data.load_dataset``
 returns them) and gives back arrays or pandas tables, so the notebooks only draw and every number
 they show is tested in ``tests/test_explore.py``.
 """

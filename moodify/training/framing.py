@@ -1,14 +1,14 @@
 """Where the network's crop should sit on a detected face, measured.
 
-``python -m moodify.framing --photos labels.csv --where split=train --detector yunet`` runs the
+``python -m moodify.training.framing --photos labels.csv --where split=train --detector yunet`` runs the
 detector on labelled real photos, crops every face over a grid of framings (box-anchored, and
 eye-anchored with the eyes levelled where the detector gives landmarks), scores the model on
 each, and picks the best cell of the smoothed grid; ``--check-where`` reports the pick on photos
 it was not chosen on, and ``--record`` stores it in checkpoints, per detector. This is how the
 shipped framings were chosen (the model cards give the commands and figures).
 
-``python -m moodify.framing --data ../shared/data`` (no ``--photos``) is the older measurement:
-the Haar box on upscaled FER2013 training faces, inverted (``moodify.preprocess.FER2013_FRAMING``).
+``python -m moodify.training.framing --data ../shared/data`` (no ``--photos``) is the older measurement:
+the Haar box on upscaled FER2013 training faces, inverted (``moodify.pipeline.preprocess.FER2013_FRAMING``).
 It describes the training data, but did not carry over to real photos.
 """
 
@@ -186,7 +186,7 @@ def record_photo_framing(name_or_path: str, kind: str, framing: Framing, box_fra
 def main(argv: list[str] | None = None) -> None:
     from ..cli.options import add_detector_arguments
 
-    p = argparse.ArgumentParser(prog="python -m moodify.framing", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m moodify.training.framing", description=__doc__,
                                 formatter_class=HelpFormatter)
     p.add_argument("--photos", default=None,
                    help="labelled photos (a CSV with path,label or a folder per class): pick the crop for real "

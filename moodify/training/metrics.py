@@ -6,15 +6,9 @@ import numpy as np
 import torch
 
 from ..labels import EMOTIONS
+from ..model.base import softmax  # noqa: F401 - training and evaluation import it from here too
 
 ECE_BINS = 15
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, bins: int = ECE_BINS) -> float:
@@ -47,7 +41,7 @@ def reliability(probs: np.ndarray, labels: np.ndarray, *, bins: int = ECE_BINS) 
 
 def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix (rows = truth), ECE."""
-    # scikit-learn is imported here, not at module top: softmax() serves inference paths too.
+    # scikit-learn is imported here, not at module top: importing metrics (for softmax, the temperature) stays light.
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
     pred = probs.argmax(axis=1)

@@ -3,7 +3,7 @@
 A labelled photo set is either a CSV with ``path`` and ``label`` columns (other columns allowed:
 ``--where column=value`` keeps matching rows; paths are relative to the CSV's folder) or a folder
 with one sub-folder per class (``happy/``, ``sad/``, ...; FER2013 names, or KDEF-style aliases
-such as ``afraid``). ``moodify evaluate --photos PATH`` and ``python -m moodify.framing --photos``
+such as ``afraid``). ``moodify evaluate --photos PATH`` and ``python -m moodify.training.framing --photos``
 read them through ``load_photos``.
 """
 

@@ -34,13 +34,12 @@ from ..errors import TrainError
 from ..labels import EMOTIONS
 from ..model.checkpoint import make_checkpoint, save_checkpoint
 from ..model.network import EmotionNet, NetConfig
-from ..model.torch_backend import batched_logits
 from ..pipeline.preprocess import FER2013_FRAMING, Preprocessing, normalize
 from .augment import AugmentConfig, PhotoConfig, augment_batch, photo_augment
 from .calibrate import finalize
 from .data import FaceSet, load_dataset
 from .evaluate import validate
-from .metrics import classification_report, softmax
+from .metrics import softmax
 
 
 DESCRIPTION = ("Train an emotion CNN on FER2013 (Training split). Selection and calibration use "

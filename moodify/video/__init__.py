@@ -16,3 +16,11 @@ __all__ = [
     "CSV_COLUMNS", "EmotionSummary", "FpsMeter", "FrameAnalyzer", "FrameResult", "LIVE_SETTINGS", "TimelineWriter",
     "TrackedFace", "VideoAnalysis", "VideoError", "VideoFrame", "VideoReader", "VideoWriter", "analyze_video",
 ]
+
+
+def __getattr__(name: str):
+    """The other names of the module this package was (before the folders), from their new homes."""
+    from .._moved import moved_attribute
+
+    return moved_attribute(__name__, name, ("moodify.video.io", "moodify.video.timeline", "moodify.video.frames",
+                                              "moodify.cli.options", "moodify.cli.video"))

@@ -31,9 +31,6 @@ from .frames import FpsMeter, FrameAnalyzer, FrameResult
 from .io import VideoFrame, VideoReader, VideoWriter
 from .timeline import EmotionSummary, TimelineWriter
 
-DESCRIPTION = ("Live emotions from a webcam, video file or stream, tracked per person: in a window "
-               "(q quit, s snapshot, r record, space pause), or headless with --no-window.")
-
 WINDOW = "moodify live (q quit, s snapshot, r record, space pause)"
 CAMERA_WARMUP_S = 5.0  # how long a camera that opened may take to deliver its first frame
 NO_GUI = "no GUI support in this OpenCV build: use --no-window or install opencv-python"

@@ -39,7 +39,7 @@ class _FaceReader:
     """onnxruntime's CalibrationDataReader protocol: normalised Training faces in batches."""
 
     def __init__(self, faces: np.ndarray, prep):
-        from .onnx_backend import INPUT_NAME
+        from ..model.onnx_backend import INPUT_NAME
         from ..pipeline.preprocess import normalize_array
 
         x = normalize_array(faces, prep)
@@ -58,7 +58,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .onnx_backend import META_PREFIX, set_metadata
+    from ..model.onnx_backend import META_PREFIX, set_metadata
 
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,9 +110,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..training.evaluate import evaluate_model
-    from .onnx_backend import OnnxEmotionModel, export_onnx
-    from .checkpoint import sha256_file
-    from .registry import load_model, resolve_model_path
+    from ..model.onnx_backend import OnnxEmotionModel, export_onnx
+    from ..model.checkpoint import sha256_file
+    from ..model.registry import load_model, resolve_model_path
 
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
