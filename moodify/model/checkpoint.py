@@ -81,25 +81,6 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip the ``module.`` (DDP/EMA) and ``_orig_mod.`` (torch.compile) prefixes."""
-    out = {}
-    for key, value in state.items():
-        for prefix in ("module.", "_orig_mod."):
-            while key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    return out
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
     """Write a checkpoint through a temporary file and a rename, so a crash never leaves half a file."""
     path = Path(path)
@@ -148,19 +129,3 @@ def _check_zip_crcs(path: Path) -> None:
         raise ModelError(f"{path}: damaged checkpoint file ({exc})") from None
     if bad is not None:
         raise ModelError(f"{path}: damaged checkpoint file (checksum mismatch in {bad}); download or copy it again")
-
-
-def _check_zip_crcs(path: Path) -> None:
-    """torch.load does not check the CRCs of its zip archive, so one flipped byte in a weight
-    loads silently and predicts nonsense; Python's zipfile does check them."""
-    if not zipfile.is_zipfile(path):
-        return  # not torch's zip format: torch.load says what it is
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ModelError(f"{path}: damaged checkpoint file ({exc})") from None
-    if bad is not None:
-        raise ModelError(f"{path}: damaged checkpoint file (checksum mismatch in {bad}); download or copy it again")
-
-
