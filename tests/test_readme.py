@@ -33,6 +33,7 @@ LINE_SKIPS = {
     "moodify live --camera": "needs a webcam and a display (the headless line below runs the same code on a file)",
     "moodify train": "trains a network for hours on FER2013",
     "torchrun": "trains a network on 4 processes for hours",
+    "moodify ensemble": "needs the models the train lines above make (tests/test_ensemble.py runs it on made ones)",
     "moodify evaluate --photos labels.csv": "needs labelled photos of your own (tests/test_photos.py runs it on made ones)",
 }
 NEEDS_DATA = "--data ../shared/data"  # run where FER2013 is present, reached as the README has it: ../shared/data
