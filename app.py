@@ -7,6 +7,7 @@ Live (webcam through streamlit-webrtc) and Video.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import streamlit as st
@@ -223,8 +224,8 @@ def live_mode(settings: dict) -> None:
     import av
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-    from moodify.app_support.live import (LiveResults, live_connection_message, loopback_ice_requested,
-                                          patch_loopback_ice)
+    from moodify.app_support.live import (LiveResults, live_connection_message, live_connection_step,
+                                          loopback_ice_requested, patch_loopback_ice)
     from moodify.pipeline.draw import annotate_tracks
     from moodify.video.frames import FpsMeter, FrameAnalyzer
 
@@ -258,12 +259,17 @@ def live_mode(settings: dict) -> None:
         return
     # Until the first frame arrives, say so: the WebRTC connection can take a while, or never come.
     # Streamlit reruns this script when the connection's state changes, which ends this wait.
-    start, frames_before = time.monotonic(), live.read().frames
+    start, frames_before, logged = time.monotonic(), live.read().frames, False
     while (waiting := live_connection_message(
             playing=ctx.state.playing, signalling=ctx.state.signalling,
             new_frames=live.read().frames - frames_before, waited_s=time.monotonic() - start)) is not None:
         kind, text = waiting
         getattr(status, kind)(text)
+        if kind == "warning" and not logged:  # in the app's log too: where a stall happened, for its cause
+            logging.getLogger("moodify.app").warning(
+                "Live: no frame %.0f s after START (%s)", time.monotonic() - start,
+                live_connection_step(playing=ctx.state.playing))
+            logged = True
         time.sleep(LIVE_REFRESH_S)
     while ctx.state.playing:
         snap = live.read()

@@ -96,11 +96,15 @@ def test_live_says_it_is_connecting_until_frames_arrive_and_warns_when_none_do()
 
     assert live_connection_message(playing=False, signalling=False, new_frames=0, waited_s=0) is None
     kind, text = live_connection_message(playing=False, signalling=True, new_frames=0, waited_s=1)
-    assert kind == "info" and "Connecting to your camera" in text
-    assert live_connection_message(playing=True, signalling=False, new_frames=0, waited_s=3)[0] == "info"
+    assert kind == "info" and "Connecting to your camera" in text and "setting up the video connection" in text
+    kind, text = live_connection_message(playing=True, signalling=False, new_frames=0, waited_s=3)
+    assert kind == "info" and "waiting for the first picture" in text
     kind, text = live_connection_message(playing=True, signalling=False, new_frames=0,
                                          waited_s=LIVE_CONNECT_TIMEOUT_S + 1)
-    assert kind == "warning" and "16 s" in text and "START" in text
+    assert kind == "warning" and "16 s" in text and "START" in text and "waiting for the first picture" in text
+    # A stall while negotiating says so: the step that stalled is what tells two causes apart.
+    kind, text = live_connection_message(playing=False, signalling=True, new_frames=0, waited_s=40)
+    assert kind == "warning" and "40 s (the browser and this app are setting up the video connection)" in text
     assert live_connection_message(playing=True, signalling=False, new_frames=2, waited_s=30) is None
 
 

@@ -94,14 +94,23 @@ def live_connection_message(*, playing: bool, signalling: bool, new_frames: int,
     """What the Live mode tells a user while the webcam connection is made: ``(kind, text)`` with
     kind ``"info"`` or ``"warning"``, or None once frames arrive (or before START).
 
-    START once did nothing visible for 72 s: the browser and the app were still negotiating the
-    WebRTC connection, or connected without a frame. ``new_frames`` counts frames analysed since
-    this wait began, ``waited_s`` its length in seconds.
+    START once did nothing visible for 72 s, and the cause was not found: so the message says
+    which step is under way, the browser and the app still negotiating the WebRTC connection
+    (``signalling`` without ``playing``) or connected with no picture yet, and the warning after
+    ``LIVE_CONNECT_TIMEOUT_S`` names the step that stalled. ``new_frames`` counts frames analysed
+    since this wait began, ``waited_s`` its length in seconds.
     """
     if not (playing or signalling) or new_frames > 0:
         return None
+    step = live_connection_step(playing=playing)
     if waited_s < LIVE_CONNECT_TIMEOUT_S:
-        return "info", "Connecting to your camera... (allow the camera if your browser asks)"
-    return "warning", (f"No picture has come from your camera after {waited_s:.0f} s. Check that the browser "
-                       "may use the camera and no other program holds it, then press **STOP** and "
+        return "info", f"Connecting to your camera: {step}... (allow the camera if your browser asks)"
+    return "warning", (f"No picture has come from your camera after {waited_s:.0f} s ({step}). Check that the "
+                       "browser may use the camera and no other program holds it, then press **STOP** and "
                        "**START** again, or reload the page.")
+
+
+def live_connection_step(*, playing: bool) -> str:
+    """The step a Live connection is at, in words: negotiating, or connected with no picture yet."""
+    return ("connected, waiting for the first picture" if playing
+            else "the browser and this app are setting up the video connection")
