@@ -10,6 +10,7 @@ import hashlib
 import os
 import sys
 
+import numpy as np
 import torch
 
 from moodify.training import train
@@ -25,7 +26,7 @@ real_normalize, real_epoch = train.normalize, train.train_one_epoch
 
 
 def recording_normalize(images, prep):
-    seen.setdefault(epoch_now[0], []).extend(hashlib.sha1(face.numpy().tobytes()).hexdigest() for face in images)
+    seen.setdefault(epoch_now[0], []).extend(hashlib.sha1(np.asarray(face).tobytes()).hexdigest() for face in images)
     return real_normalize(images, prep)
 
 
