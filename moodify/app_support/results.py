@@ -45,21 +45,22 @@ def results_table(results: Iterable[ImageResult], *, no_face_rows: bool = True) 
     """One row per face across several images; face numbers restart at 1 in each image.
 
     An image in which no face was found still gets a row (``no_face_rows``), so a table of several
-    photos names every one of them: ``face`` 0 and emotion ``"no face"`` (``NO_FACE``), as
-    ``moodify batch`` counts ``faces=0``, with an empty box and empty probabilities. The box
-    columns are then pandas' nullable ``Int64`` and the probabilities ``float`` with NaN, so the
-    table still sorts, filters and averages like one of faces only.
+    photos names every one of them: no ``face`` number (faces are numbered from 1 everywhere, and
+    this row is no face: empty, as in ``moodify batch``'s row with ``faces=0``), emotion ``"no face"``
+    (``NO_FACE``), an empty box and empty probabilities. ``face`` and the box columns are then
+    pandas' nullable ``Int64`` and the probabilities ``float`` with NaN, so the table still sorts,
+    filters and averages like one of faces only.
     """
     rows = []
     for image, faces in results:
         if not faces and no_face_rows:
-            rows.append({"path": image, "face": 0, "emotion": NO_FACE})
+            rows.append({"path": image, "face": pd.NA, "emotion": NO_FACE})
         for number, face in numbered(faces):
             values = face_row(number, face.box, [face.probabilities[e] for e in EMOTIONS])
             rows.append({"path": image, **dict(zip(FACE_COLUMNS, values))})
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     # An empty table keeps usable dtypes, so callers can filter and sort it like a full one.
-    return table.astype({"path": str, "face": int, "emotion": str, "confidence": float,
+    return table.astype({"path": str, "face": "Int64", "emotion": str, "confidence": float,
                          **{c: "Int64" for c in BOX_COLUMNS}, **{e: float for e in EMOTIONS}})
 
 
