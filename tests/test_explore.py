@@ -132,6 +132,11 @@ def test_split_overlap_counts_leaked_faces_but_not_blank_ones(sets):
     assert table.loc["Training", "Training"] == 0
 
 
+def test_copies_of_training_faces_are_found_but_not_blank_ones(sets):
+    mask = explore.copies_of(sets["PrivateTest"].images, sets["Training"].images)
+    assert mask.tolist() == [False, True, False, False]  # test[1] == train[2]; the black test[3] is no copy
+
+
 def test_pixel_stats_match_numpy(sets):
     table = explore.pixel_stats(sets)
     train = sets["Training"].images / 255.0

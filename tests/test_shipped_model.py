@@ -55,3 +55,13 @@ def test_no_class_is_hidden_behind_accuracy(shipped):
     recall = {k: v["recall"] for k, v in report["per_class"].items()}
     assert recall["happy"] > 0.85
     assert all(r > 0.25 for r in recall.values()), recall  # disgust and fear included
+
+
+def test_privatetest_without_its_copies_of_training_faces(data_root, capsys):
+    from moodify.cli import main as cli
+
+    assert cli(["evaluate", "--model", "default", "--data", str(data_root), "--split", "PrivateTest",
+                "--without-training-copies"]) == 0
+    out = capsys.readouterr().out
+    assert "PrivateTest without its 288 copies of Training faces" in out
+    assert "3,301" in out or "3301" in out

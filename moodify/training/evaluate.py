@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", default="fer2013", choices=["fer2013", "ferplus"],
                    help="ground truth: FER2013 labels or the FER+ majority vote")
     p.add_argument("--split", default="PrivateTest", choices=SPLITS, help="which split to score")
+    p.add_argument("--without-training-copies", action="store_true",
+                   help="leave out the split's faces that are pixel copies of Training faces (288 in PrivateTest)")
     tta = p.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None,
                      help="flip test-time augmentation on (default: whatever the model's predict does)")
@@ -143,9 +145,17 @@ def main(args: argparse.Namespace) -> dict:
     if args.split not in sets:
         raise DataError(f"the data has no {args.split} split (in a folder layout PrivateTest is test/, PublicTest "
                         f"val/); it has {', '.join(sets)}: pick one with --split")
-    split = sets[args.split]
+    split, what = sets[args.split], args.split
+    if getattr(args, "without_training_copies", False):
+        from .explore import copies_of
+
+        if args.record:
+            raise ValueError("--record stores a whole split's metrics; leave out --without-training-copies")
+        keep = ~copies_of(split.images, sets["Training"].images)
+        split = FaceSet(split.images[keep], split.labels[keep])
+        what = f"{args.split} without its {int((~keep).sum())} copies of Training faces"
     report = evaluate_model(model, split.images, split.labels, tta=args.tta)
-    print(format_report(report, header=f"{model.name} on {args.split} ({args.labels} labels)"))
+    print(format_report(report, header=f"{model.name} on {what} ({args.labels} labels)"))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

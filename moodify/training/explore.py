@@ -195,6 +195,17 @@ def split_overlap(sets: Mapping[str, FaceSet]) -> pd.DataFrame:
     return table
 
 
+def copies_of(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Boolean mask over ``images``: True where the same picture (byte-identical, not blank) is in
+    ``reference``. FER2013's PrivateTest holds 288 copies of Training faces, which measure memory."""
+    seen = {hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in np.ascontiguousarray(reference)}
+    mask = np.array([hashlib.blake2b(image.tobytes(), digest_size=16).digest() in seen
+                     for image in np.ascontiguousarray(images)], dtype=bool)
+    if mask.any():
+        mask[find_blank(images)] = False  # a black square carries no identity (as in split_overlap)
+    return mask
+
+
 def load_ferplus_votes(root: str | os.PathLike) -> np.ndarray:
     """The FER+ vote counts (rows of the FER2013 CSV, 7 classes in EMOTIONS order) under a data root."""
     root = Path(root)
