@@ -73,8 +73,12 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return module
 
     def get_code(self, name: str):
-        """Asked by ``python -m OLD.PATH`` only: say where the module went."""
-        raise ImportError(f"{name} moved to {MOVED[name][0]}: run python -m {MOVED[name][0]}")
+        """Asked by ``python -m OLD.PATH`` only: run the new module as ``__main__``, as the old
+        command did (``python -m moodify.framing`` is in older notes and model cards), saying where it went."""
+        new = MOVED[name][0]
+        source = (f"import runpy, sys\nprint({f'{name} moved to {new}: running python -m {new}'!r}, file=sys.stderr)\n"
+                  f"runpy.run_module({new!r}, run_name='__main__', alter_sys=True)\n")
+        return compile(source, f"<{name}, moved to {new}>", "exec")
 
     def exec_module(self, module) -> None:
         # Everything was done in create_module; a moved module keeps its own spec (and name).

@@ -50,3 +50,16 @@ def test_the_old_flat_modules_names_are_found_in_their_packages():
         from moodify.app_support import read_image_upload  # noqa: F401
     with pytest.raises(AttributeError):
         moodify.video.no_such_name  # noqa: B018
+
+
+def test_python_m_on_a_moved_command_still_runs_it():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "moodify.framing", "--help"], cwd=project, capture_output=True,
+                          text=True, timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(project)})
+    assert done.returncode == 0, done.stderr
+    assert "moved to moodify.training.framing" in done.stderr
+    assert "--photos" in done.stdout  # the framing tool's own help
