@@ -111,6 +111,10 @@ def test_moodify_ensemble_calibrates_on_publictest_and_the_result_evaluates(memb
     assert saved["training"]["command"].startswith("moodify ensemble ")
     assert [s["seed"] for s in saved["training"]["members"]] == [0, 1]
     assert cli(["evaluate", "--model", str(out), "--data", str(data), "--split", "PrivateTest"]) == 0
+    # An ensemble given as a member brings its members: it grows by one network.
+    grown = tmp_path / "grown.pt"
+    assert cli(["ensemble", str(out), str(paths[0]), "-o", str(grown), "--data", str(data), "--tta", "off"]) == 0
+    assert [s["seed"] for s in load_checkpoint(grown)["training"]["members"]] == [0, 1, 0]
     capsys.readouterr()
     # One member is not an ensemble; a missing file is one line, before any data is read.
     assert cli(["ensemble", str(paths[0]), "-o", str(out), "--data", str(data)]) == 2

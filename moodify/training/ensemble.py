@@ -29,7 +29,8 @@ DESCRIPTION = ("Make one model of several trained ones: their calibrated logits 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("members", nargs="+", metavar="MODEL", help="member checkpoints or registry names (two or more)")
+    p.add_argument("members", nargs="+", metavar="MODEL",
+                   help="member checkpoints or registry names (two or more networks; an ensemble brings its members)")
     p.add_argument("-o", "--out", required=True, help="where to write the ensemble checkpoint (.pt)")
     p.add_argument("--data", default=None, help="FER2013 data, for PublicTest (default: $MOODIFY_DATA)")
     p.add_argument("--tta", default="auto", choices=["auto", "on", "off"],
@@ -41,17 +42,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build(members: list[str], *, data: str | None, out: str | Path, tta: str = "auto", half: bool = False) -> dict:
     """Write the ensemble of ``members`` to ``out``; returns its PublicTest metrics."""
-    if len(members) < 2:
+    if not members:
         raise ModelError("an ensemble needs two or more members")
     checkpoints, sources = [], []
     for member in members:
         path, name, expected = resolve_model_path(member)
         checkpoint = load_checkpoint(path, expected_sha256=expected)
-        if is_ensemble(checkpoint):
-            raise ModelError(f"{member}: is an ensemble already; list its members instead")
         EmotionModel(checkpoint, name=name)  # every member checked before the data is read
-        checkpoints.append(checkpoint)
-        sources.append({"model": str(member), "sha256": sha256_file(path)})
+        # An ensemble given as a member brings its members: a shipped ensemble grows by one network
+        # (`moodify ensemble accurate runs/new/model.pt`) without its members' files.
+        found = checkpoint["members"] if is_ensemble(checkpoint) else [checkpoint]
+        checkpoints += found
+        sources += [{"model": str(member), "sha256": sha256_file(path)}] * len(found)
+    if len(checkpoints) < 2:
+        raise ModelError("an ensemble needs two or more members")
     val = load_dataset(data)["PublicTest"]
     draft = make_ensemble_checkpoint(checkpoints, half=half)  # calibrated as it will be shipped
     fitted = calibrate(EmotionModel(draft, name="ensemble"), val, tta=tta)
