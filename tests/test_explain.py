@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from moodify.model.checkpoint import make_checkpoint
-from moodify.model.explain import default_layer, gradcam, overlay
+from moodify.model.explain import default_layer, default_layers, gradcam, overlay
 from moodify.model.network import EmotionNet, NetConfig
 from moodify.model.torch_backend import EmotionModel
 from moodify.pipeline.preprocess import Preprocessing, normalize
@@ -128,6 +128,19 @@ def test_shipped_model_on_a_real_face(recognizer, astronaut_bgr):
     assert cam.shape == (48, 48) and 0 <= cam.min() and cam.max() == pytest.approx(1)
     yunet = gradcam(recognizer.model, recognizer.analyze(astronaut_bgr)[0].crop)[0]
     assert yunet.shape == (48, 48) and 0 <= yunet.min() and yunet.max() <= 1
+
+
+def test_an_ensemble_is_explained_by_all_its_members(recognizer, astronaut_bgr):
+    import moodify
+
+    accurate = moodify.load_model("accurate")  # two networks: no single .features to hook
+    crop = recognizer.analyze(astronaut_bgr)[0].crop
+    cam = gradcam(accurate, crop)[0]
+    assert cam.shape == (48, 48) and 0 <= cam.min() and cam.max() == pytest.approx(1)
+    per_member = [gradcam(accurate, crop, layer=layer)[0] for layer in default_layers(accurate.net)]
+    assert len(per_member) == 2
+    expected = np.mean(per_member, axis=0)
+    np.testing.assert_allclose(cam, expected / expected.max(), atol=1e-5)
 
 
 def test_overlay_paints_heat_only_where_it_is():

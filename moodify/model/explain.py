@@ -32,6 +32,12 @@ from .torch_backend import EmotionModel
 _LOCK = threading.Lock()
 
 
+def default_layers(net: nn.Module) -> list[nn.Module]:
+    """``default_layer`` of the network, or of each member of an ensemble (whose maps are averaged)."""
+    members = getattr(net, "members", None)
+    return [default_layer(m) for m in members] if members is not None else [default_layer(net)]
+
+
 def default_layer(net: nn.Module) -> nn.Module:
     """The last ReLU of ``net.features``: the output of the deepest conv block, before its pooling."""
     relus = [m for m in net.features if isinstance(m, nn.ReLU)]
@@ -54,7 +60,9 @@ def gradcam(model: EmotionModel, faces: np.ndarray, target: int | str | Sequence
     faces = check_faces(faces, model.preprocessing.input_size)
     targets = _targets(model, faces, target)
     tta = model.tta if tta is None else tta
-    layer = layer if layer is not None else default_layer(model.net)
+    # An ensemble's score depends on every member: each member's map (the gradient of the
+    # ensemble's score at that member's deepest block) is taken, and their mean shown.
+    layers = [layer] if layer is not None else default_layers(model.net)
     out = np.zeros(faces.shape, dtype=np.float32)
     # The caller may be inside inference_mode or no_grad (batched_logits is); a saliency map needs
     # a graph, and tensors made under inference_mode cannot join one, so switch both off first.
@@ -62,9 +70,12 @@ def gradcam(model: EmotionModel, faces: np.ndarray, target: int | str | Sequence
         for start in range(0, len(faces), batch_size):
             x = normalize(faces[start:start + batch_size], model.preprocessing)
             y = torch.as_tensor(targets[start:start + batch_size])
-            cam = _gradcam_batch(model.net, layer, x, y)
-            if tta:
-                cam = (cam + torch.flip(_gradcam_batch(model.net, layer, torch.flip(x, dims=[3]), y), dims=[2])) / 2
+            cam = 0
+            for each in layers:
+                one = _gradcam_batch(model.net, each, x, y)
+                if tta:
+                    one = (one + torch.flip(_gradcam_batch(model.net, each, torch.flip(x, dims=[3]), y), dims=[2])) / 2
+                cam = cam + _unit_max(one) / len(layers)
             out[start:start + batch_size] = _unit_max(cam).numpy()
     return out
 

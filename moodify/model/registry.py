@@ -19,13 +19,13 @@ BACKENDS = ("torch", "onnx")
 MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
 # Shipped models: name -> file in models/ and its sha256, checked on every load so a truncated
 # download, a Git LFS pointer or a hand-edited file fails loudly instead of predicting nonsense.
-# "default" is fast enough for live video and large batches on a laptop CPU; "accurate" is a
-# larger network, slightly more accurate and several times slower (models/MODEL_CARD*.md).
+# "default" is fast enough for live video and large batches on a laptop CPU; "accurate" is an
+# ensemble of two larger networks, more accurate and about 12x slower (models/MODEL_CARD*.md).
 REGISTRY: dict[str, dict[str, str]] = {
     "default": {"file": "moodify-fer2013-fast.pt", "summary": "fast",
                 "sha256": "2188a3f9d0d3c9380446e3a93293004c13fef51442a6557caffa988296f6e9ac"},
-    "accurate": {"file": "moodify-fer2013.pt", "summary": "slower",
-                 "sha256": "47a8265f42bd5988f0cd56d956fc5e7a8eb62d9e79d887052f5b4099577276a9"},
+    "accurate": {"file": "moodify-fer2013-ensemble.pt", "summary": "slower",
+                 "sha256": "b7ae550f6fb830a0b8d6f5b599d4a8def26c888a718e21c8a3371141bb5b90c5"},
 }
 
 
