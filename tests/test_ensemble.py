@@ -115,6 +115,11 @@ def test_moodify_ensemble_calibrates_on_publictest_and_the_result_evaluates(memb
     grown = tmp_path / "grown.pt"
     assert cli(["ensemble", str(out), str(paths[0]), "-o", str(grown), "--data", str(data), "--tta", "off"]) == 0
     assert [s["seed"] for s in load_checkpoint(grown)["training"]["members"]] == [0, 1, 0]
+    # The crop is the first model's own: an ensemble whose framing was re-measured keeps it as it grows.
+    saved["preprocessing"]["mean"] = 0.4321
+    save_checkpoint(saved, out)
+    assert cli(["ensemble", str(out), str(paths[1]), "-o", str(grown), "--data", str(data), "--tta", "off"]) == 0
+    assert load_checkpoint(grown)["preprocessing"]["mean"] == 0.4321
     capsys.readouterr()
     # One member is not an ensemble; a missing file is one line, before any data is read.
     assert cli(["ensemble", str(paths[0]), "-o", str(out), "--data", str(data)]) == 2

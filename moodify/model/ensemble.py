@@ -5,7 +5,7 @@ own temperature, i.e. the mean of their log-probabilities up to a constant), and
 fitted on PublicTest for the ensemble as a whole, calibrates the average. Members keep their own
 normalisation (mean/std) and may differ in architecture; they must agree on labels and face size.
 The pipeline crops a face once for the whole model, as the ensemble's own preprocessing says
-(the first member's when built; ``python -m moodify.training.framing --record`` measures and
+(the first model's listed when built; ``python -m moodify.training.framing --record`` measures and
 records it like any model's).
 
 The ensemble is a network like any other (``EnsembleNet``), so the torch backend, flip TTA, the
@@ -65,8 +65,11 @@ def is_ensemble(checkpoint: dict[str, Any]) -> bool:
 
 def make_ensemble_checkpoint(members: list[dict[str, Any]], *, temperature: float = 1.0, tta: bool = False,
                              metrics: dict | None = None, training: dict | None = None,
-                             half: bool = False) -> dict[str, Any]:
+                             half: bool = False, preprocessing: dict | None = None) -> dict[str, Any]:
     """The checkpoint dict of an ensemble of member checkpoints (each a network's own checkpoint).
+
+    ``preprocessing``: how the ensemble crops a face (a ``Preprocessing.to_dict()``); default, the
+    first member's.
 
     ``half``: store the members' float weights as float16, half the file; they are float32 again
     once loaded (the network computes as before, on weights rounded to 3 significant digits).
@@ -83,7 +86,7 @@ def make_ensemble_checkpoint(members: list[dict[str, Any]], *, temperature: floa
         "kind": KIND,
         "members": list(members),
         "labels": list(EMOTIONS),
-        "preprocessing": dict(members[0]["preprocessing"]),
+        "preprocessing": dict(preprocessing or members[0]["preprocessing"]),
         "temperature": float(temperature),
         "tta": bool(tta),
         "metrics": metrics or {},

@@ -6,7 +6,7 @@ The members are checkpoints written by ``moodify train`` (or registry names); th
 their calibrated logits (``moodify.model.ensemble``) and gets one temperature and its flip-TTA
 choice fitted on PublicTest, as ``moodify train`` does for one network. PrivateTest is not read:
 score the result with ``moodify evaluate`` like any model. The crop framing comes from the first
-member (a shipped model's measured one, e.g. ``accurate``, when it is listed first).
+model listed (a shipped model's measured one, e.g. ``accurate``'s, when it is listed first).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def build(members: list[str], *, data: str | None, out: str | Path, tta: str = "
     """Write the ensemble of ``members`` to ``out``; returns its PublicTest metrics."""
     if not members:
         raise ModelError("an ensemble needs two or more members")
-    checkpoints, sources = [], []
+    checkpoints, sources, crop = [], [], None
     for member in members:
         path, name, expected = resolve_model_path(member)
         checkpoint = load_checkpoint(path, expected_sha256=expected)
@@ -52,18 +52,20 @@ def build(members: list[str], *, data: str | None, out: str | Path, tta: str = "
         # An ensemble given as a member brings its members: a shipped ensemble grows by one network
         # (`moodify ensemble accurate runs/new/model.pt`) without its members' files.
         found = checkpoint["members"] if is_ensemble(checkpoint) else [checkpoint]
+        crop = crop or checkpoint["preprocessing"]  # the first model's crop, an ensemble's own included
         checkpoints += found
         sources += [{"model": str(member), "sha256": sha256_file(path)}] * len(found)
     if len(checkpoints) < 2:
         raise ModelError("an ensemble needs two or more members")
     val = load_dataset(data)["PublicTest"]
-    draft = make_ensemble_checkpoint(checkpoints, half=half)  # calibrated as it will be shipped
+    draft = make_ensemble_checkpoint(checkpoints, half=half, preprocessing=crop)  # calibrated as shipped
     fitted = calibrate(EmotionModel(draft, name="ensemble"), val, tta=tta)
     command = "moodify ensemble " + " ".join([*members, "-o", str(out), "--tta", tta, *(["--half"] if half else [])])
     checkpoint = make_ensemble_checkpoint(
         checkpoints, temperature=fitted["temperature"], tta=fitted["tta"],
         metrics={"PublicTest": public_metrics(fitted["report"])},
-        training={"command": command, "sources": sources, "tta_choice": fitted["tta_choice"]}, half=half)
+        training={"command": command, "sources": sources, "tta_choice": fitted["tta_choice"]}, half=half,
+        preprocessing=crop)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(checkpoint, out)
