@@ -42,8 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build(members: list[str], *, data: str | None, out: str | Path, tta: str = "auto", half: bool = False) -> dict:
     """Write the ensemble of ``members`` to ``out``; returns its PublicTest metrics."""
-    if not members:
-        raise ModelError("an ensemble needs two or more members")
     checkpoints, sources, crop = [], [], None
     for member in members:
         path, name, expected = resolve_model_path(member)

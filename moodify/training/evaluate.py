@@ -146,7 +146,7 @@ def main(args: argparse.Namespace) -> dict:
         raise DataError(f"the data has no {args.split} split (in a folder layout PrivateTest is test/, PublicTest "
                         f"val/); it has {', '.join(sets)}: pick one with --split")
     split, what = sets[args.split], args.split
-    if getattr(args, "without_training_copies", False):
+    if args.without_training_copies:
         from .explore import copies_of
 
         if args.record:

@@ -166,7 +166,7 @@ def train_one_epoch(net: torch.nn.Module, ema: AveragedModel | None, optimizer: 
     steps = len(order) // args.batch_size  # drop the ragged last batch: BN dislikes tiny batches
     aug = AugmentConfig(shift=args.shift, scale=args.scale, rotate=args.rotate, flip=not args.no_flip,
                         erase_p=args.erase)
-    photo = PhotoConfig(p=getattr(args, "photo_aug", 0.0))
+    photo = PhotoConfig(p=args.photo_aug)
     # Its own generator, seeded by run, epoch and process: a run resumed at an epoch draws the same.
     photo_rng = np.random.default_rng([args.seed, epoch, rank])
     num_classes = net.module.config.num_classes if hasattr(net, "module") else net.config.num_classes
