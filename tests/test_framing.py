@@ -93,3 +93,36 @@ def test_framing_on_labelled_photos_picks_scores_and_records_per_detector(tmp_pa
     prep = load_model(path).preprocessing
     assert prep.framing_for("haar") == Framing(**haar["framing"])
     assert prep.framing_for("yunet") == Framing(**result["framing"])
+
+
+def test_copy_from_gives_a_retrained_network_its_predecessors_crops(tmp_path, capsys):
+    """``--copy-from MODEL --record NEW``: NEW crops photos as MODEL does; its network and metrics stay its own."""
+    import shutil
+
+    from moodify.model.registry import load_model, resolve_model_path, rewrite_checkpoint
+    from moodify.training.framing import main
+
+    new = tmp_path / "new.pt"
+    shutil.copy(resolve_model_path(None)[0], new)
+    rewrite_checkpoint(new, lambda ckpt: ckpt["preprocessing"].update(framings={}))  # as `moodify train` leaves it
+    before = load_model(new)
+    assert before.preprocessing.framing_for("yunet") != load_model(None).preprocessing.framing_for("yunet")
+    main(["--copy-from", "default", "--record", str(new)])
+    assert "recorded the framings of default (haar, yunet, yunet:box)" in capsys.readouterr().out
+    after = load_model(new)
+    assert after.preprocessing.framings == load_model(None).preprocessing.framings
+    faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(after.predict(faces), before.predict(faces), atol=1e-6)
+    assert after.metrics == before.metrics
+    # A source without framings is refused in one line, and nothing is written.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--copy-from", str(tmp_path / "none.pt"), "--record", str(new)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    shutil.copy(new, tmp_path / "bare.pt")
+    rewrite_checkpoint(tmp_path / "bare.pt", lambda ckpt: ckpt["preprocessing"].update(framings={}))
+    with pytest.raises(SystemExit):
+        main(["--copy-from", str(tmp_path / "bare.pt"), "--record", str(new)])
+    assert "no photo framings stored" in capsys.readouterr().err
+    assert load_model(new).preprocessing.framings == load_model(None).preprocessing.framings

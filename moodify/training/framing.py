@@ -183,6 +183,20 @@ def record_photo_framing(name_or_path: str, kind: str, framing: Framing, box_fra
     print(f"recorded the {kind} framing {framing} in {path} (new sha256: update the registry if it is a shipped model)")
 
 
+def copy_photo_framings(source: str, targets: list[str]) -> None:
+    """Store ``source``'s photo framings (all detectors) in each of ``targets`` (their sha256 change)."""
+    from ..errors import ModelError
+    from ..model.registry import load_model, rewrite_checkpoint
+
+    framings = {kind: framing.to_dict() for kind, framing in load_model(source).preprocessing.framings.items()}
+    if not framings:
+        raise ModelError(f"{source}: no photo framings stored to copy (measure them with --photos)")
+    for name in targets:
+        path = rewrite_checkpoint(name, lambda ckpt: ckpt["preprocessing"].update(framings=dict(framings)))
+        print(f"recorded the framings of {source} ({', '.join(sorted(framings))}) in {path} "
+              f"(new sha256: update the registry if it is a shipped model)")
+
+
 def main(argv: list[str] | None = None) -> None:
     from ..cli.options import add_detector_arguments
 
@@ -201,7 +215,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--record", nargs="+", metavar="CHECKPOINT", default=None,
                    help="write the measured framing into these checkpoints (it moves only how real photos are "
                         "cropped, never the network or its FER2013 metrics)")
+    p.add_argument("--copy-from", metavar="MODEL", default=None,
+                   help="measure nothing: write the photo framings stored in MODEL (every detector's) into the "
+                        "--record checkpoints, e.g. for a retrained network that keeps its predecessor's crop")
     args = p.parse_args(argv)
+    if args.copy_from:
+        if not args.record:
+            p.error("--copy-from needs --record: the checkpoints to write the framings into")
+        from ..errors import MoodifyError
+
+        try:
+            copy_photo_framings(args.copy_from, args.record)
+        except MoodifyError as exc:
+            p.exit(2, f"{p.prog}: error: {exc}\n")
+        return
     if args.photos:
         from ..pipeline.detect import make_detector
         from ..cli.options import detector_spec
