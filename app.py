@@ -225,7 +225,8 @@ def live_mode(settings: dict) -> None:
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
     from moodify.app_support.live import (LiveResults, live_connection_message, live_connection_step,
-                                          loopback_ice_requested, patch_loopback_ice)
+                                          loopback_ice_requested, patch_loopback_ice,
+                                          webrtc_connection_details)
     from moodify.pipeline.draw import annotate_tracks
     from moodify.video.frames import FpsMeter, FrameAnalyzer
 
@@ -267,8 +268,8 @@ def live_mode(settings: dict) -> None:
         getattr(status, kind)(text)
         if kind == "warning" and not logged:  # in the app's log too: where a stall happened, for its cause
             logging.getLogger("moodify.app").warning(
-                "Live: no frame %.0f s after START (%s)", time.monotonic() - start,
-                live_connection_step(playing=ctx.state.playing))
+                "Live: no frame %.0f s after START (%s; %s)", time.monotonic() - start,
+                live_connection_step(playing=ctx.state.playing), webrtc_connection_details(ctx))
             logged = True
         time.sleep(LIVE_REFRESH_S)
     while ctx.state.playing:

@@ -108,6 +108,30 @@ def test_live_says_it_is_connecting_until_frames_arrive_and_warns_when_none_do()
     assert live_connection_message(playing=True, signalling=False, new_frames=2, waited_s=30) is None
 
 
+def test_a_stalled_live_start_logs_the_webrtc_step_it_stopped_at():
+    """The log line at the 15 s warning tells apart no answer, ICE never connecting, and DTLS not finishing."""
+    from types import SimpleNamespace
+
+    import aiortc
+    from streamlit_webrtc.component import WebRtcStreamerContext
+
+    from moodify.app_support.live import webrtc_connection_details
+
+    # The attributes read are the installed streamlit-webrtc's and aiortc's own.
+    assert callable(WebRtcStreamerContext._get_worker)
+    assert "_is_sdp_answer_sent" in WebRtcStreamerContext.__annotations__
+    for name in ("iceGatheringState", "iceConnectionState", "connectionState"):
+        assert isinstance(getattr(aiortc.RTCPeerConnection, name), property)
+    pc = SimpleNamespace(iceGatheringState="complete", iceConnectionState="checking", connectionState="connecting")
+    ctx = SimpleNamespace(_is_sdp_answer_sent=True, _get_worker=lambda: SimpleNamespace(pc=pc))
+    assert webrtc_connection_details(ctx) == ("SDP answer sent; ICE gathering complete, ICE connection checking, "
+                                              "peer connection connecting")
+    # Before a worker exists, or with a library that renamed things: "unknown", never an exception.
+    assert webrtc_connection_details(SimpleNamespace(_is_sdp_answer_sent=False, _get_worker=lambda: None)) == (
+        "SDP answer not sent; ICE gathering unknown, ICE connection unknown, peer connection unknown")
+    assert "unknown" in webrtc_connection_details(object())
+
+
 def test_model_choices_come_from_the_registry():
     from moodify import available_models
     from moodify.app_support.session import model_choices

@@ -114,3 +114,28 @@ def live_connection_step(*, playing: bool) -> str:
     """The step a Live connection is at, in words: negotiating, or connected with no picture yet."""
     return ("connected, waiting for the first picture" if playing
             else "the browser and this app are setting up the video connection")
+
+
+def webrtc_connection_details(ctx) -> str:
+    """The server side of a Live connection for the app's log: whether the SDP answer went back to
+    the browser, and aiortc's ICE gathering, ICE connection and peer-connection states.
+
+    Written where START waited past ``LIVE_CONNECT_TIMEOUT_S``, so that a stall names its step (no
+    answer; ICE never connecting; ICE done but DTLS never finishing). These are streamlit-webrtc's
+    private attributes (0.79): anything missing reads "unknown", and this never raises.
+    """
+    def read(get):
+        try:
+            value = get()
+        except Exception:  # diagnostics must never break the page  # noqa: BLE001
+            return "unknown"
+        return "unknown" if value is None else value
+
+    answer = read(lambda: ctx._is_sdp_answer_sent)
+    pc = read(lambda: ctx._get_worker().pc)
+    states = {name: read(lambda name=name: getattr(pc, name)) if pc != "unknown" else "unknown"
+              for name in ("iceGatheringState", "iceConnectionState", "connectionState")}
+    answer = {True: "sent", False: "not sent"}.get(answer, "unknown")
+    return (f"SDP answer {answer}; ICE gathering {states['iceGatheringState']}, ICE connection "
+            f"{states['iceConnectionState']}, peer connection {states['connectionState']}")
+
