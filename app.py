@@ -124,7 +124,8 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
                 thumb_col, chart_col = st.columns([1, 2])
                 thumb_col.image(face_thumbnail(bgr, face.box), channels="BGR")
                 if heat is not None:
-                    thumb_col.image(heat, channels="BGR", caption="where the model looks")
+                    picture, caption = heat
+                    thumb_col.image(picture, channels="BGR", caption=caption)
                 chart_col.altair_chart(probability_chart(face, height=175), width="stretch")
     table = faces_table(faces, image=name)
     if faces:
@@ -140,7 +141,7 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
 
 
 def explain_faces(faces: list[moodify.Face], *, size: int = 160) -> list:
-    """A Grad-CAM overlay (BGR) per face, for the emotion each face is labelled with."""
+    """A Grad-CAM overlay (BGR) and its caption per face, for the emotion each face is labelled with."""
     from moodify.app_support.explain import face_saliency
 
     return face_saliency(current_model(), faces, size=size)

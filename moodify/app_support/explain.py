@@ -10,11 +10,17 @@ from ..model.explain import gradcam, overlay
 from ..pipeline.recognizer import Face
 
 
-def face_saliency(model, faces: Sequence[Face], *, size: int = 160) -> list[np.ndarray]:
-    """One BGR picture per face (``size`` pixels square): the network's input with warm colours where
-    it raised the score of the face's own emotion. ``model``: a torch ``EmotionModel``."""
+def face_saliency(model, faces: Sequence[Face], *, size: int = 160) -> list[tuple[np.ndarray, str]]:
+    """One ``(picture, caption)`` per face: the network's input (BGR, ``size`` pixels square) with warm
+    colours where it raised the score of the face's own emotion. ``model``: a torch ``EmotionModel``.
+
+    About one face in ten has no region that raised its score (an all-zero map, shown as the plain
+    face): its caption says so rather than pointing at a map with nothing on it.
+    """
     if not faces:
         return []
     crops = np.stack([face.crop for face in faces])
     maps = gradcam(model, crops, [face.emotion for face in faces])
-    return [overlay(crop, heat, size=size) for crop, heat in zip(crops, maps)]
+    return [(overlay(crop, heat, size=size),
+             "where the model looks" if heat.max() > 0 else f"no region stood out for {face.emotion}: empty map")
+            for face, crop, heat in zip(faces, crops, maps)]

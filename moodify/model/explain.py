@@ -40,10 +40,25 @@ def default_layers(net: nn.Module) -> list[nn.Module]:
 
 def default_layer(net: nn.Module) -> nn.Module:
     """The last ReLU of ``net.features``: the output of the deepest conv block, before its pooling."""
+    return _relus(net)[-1]
+
+
+def fallback_layer(net: nn.Module) -> nn.Module | None:
+    """The ReLU before ``default_layer``: for EmotionNet the deepest block's first conv, the same 6x6 grid.
+
+    At the last ReLU no region raises the score of about one face in five for ``default`` (the
+    channel weights there sum negative everywhere: 136 of 600 PublicTest faces, the astronaut
+    among them), and one in fifteen for ``accurate``; one conv earlier, none of the 600 is empty.
+    """
+    relus = _relus(net)
+    return relus[-2] if len(relus) > 1 else None
+
+
+def _relus(net: nn.Module) -> list[nn.Module]:
     relus = [m for m in net.features if isinstance(m, nn.ReLU)]
     if not relus:
         raise ValueError("the network has no ReLU in .features to take Grad-CAM activations from")
-    return relus[-1]
+    return relus
 
 
 def gradcam(model: EmotionModel, faces: np.ndarray, target: int | str | Sequence[int | str] | None = None, *,
@@ -52,7 +67,8 @@ def gradcam(model: EmotionModel, faces: np.ndarray, target: int | str | Sequence
 
     ``target``: the class to explain, as an index or an emotion name, one for all faces or one per
     face; default, the class ``model.predict`` gives (what a user is shown). ``layer``: the module
-    whose output is explained (default ``default_layer``). ``tta``: also explain the mirrored face
+    whose output is explained (default ``default_layer``, and for a face whose map is empty there,
+    ``fallback_layer``). ``tta``: also explain the mirrored face
     and mirror its map back, averaging both, as flip TTA averages logits (default ``model.tta``).
     Each map is scaled so its maximum is 1; a face where no region raises the score maps to all 0.
     The model is left as it was: eval mode, no gradients stored on its parameters.
@@ -62,8 +78,19 @@ def gradcam(model: EmotionModel, faces: np.ndarray, target: int | str | Sequence
     tta = model.tta if tta is None else tta
     # An ensemble's score depends on every member: each member's map (the gradient of the
     # ensemble's score at that member's deepest block) is taken, and their mean shown.
-    layers = [layer] if layer is not None else default_layers(model.net)
+    if layer is not None:
+        layers, fallbacks = [layer], [None]
+    else:
+        members = getattr(model.net, "members", None) or [model.net]
+        layers, fallbacks = [default_layer(m) for m in members], [fallback_layer(m) for m in members]
     out = np.zeros(faces.shape, dtype=np.float32)
+
+    def one_map(each: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        cam = _gradcam_batch(model.net, each, x, y)
+        if tta:
+            cam = (cam + torch.flip(_gradcam_batch(model.net, each, torch.flip(x, dims=[3]), y), dims=[2])) / 2
+        return _unit_max(cam)
+
     # The caller may be inside inference_mode or no_grad (batched_logits is); a saliency map needs
     # a graph, and tensors made under inference_mode cannot join one, so switch both off first.
     with _LOCK, torch.inference_mode(False), torch.enable_grad():
@@ -71,11 +98,12 @@ def gradcam(model: EmotionModel, faces: np.ndarray, target: int | str | Sequence
             x = normalize(faces[start:start + batch_size], model.preprocessing)
             y = torch.as_tensor(targets[start:start + batch_size])
             cam = 0
-            for each in layers:
-                one = _gradcam_batch(model.net, each, x, y)
-                if tta:
-                    one = (one + torch.flip(_gradcam_batch(model.net, each, torch.flip(x, dims=[3]), y), dims=[2])) / 2
-                cam = cam + _unit_max(one) / len(layers)
+            for each, fallback in zip(layers, fallbacks):
+                one = one_map(each, x, y)
+                empty = one.amax(dim=(1, 2)) == 0
+                if fallback is not None and bool(empty.any()):
+                    one[empty] = one_map(fallback, x[empty], y[empty])
+                cam = cam + one / len(layers)
             out[start:start + batch_size] = _unit_max(cam).numpy()
     return out
 
