@@ -127,7 +127,7 @@ def webrtc_connection_details(ctx) -> str:
     def read(get):
         try:
             value = get()
-        except Exception:  # diagnostics must never break the page  # noqa: BLE001
+        except Exception:  # diagnostics must never break the page
             return "unknown"
         return "unknown" if value is None else value
 
@@ -138,4 +138,3 @@ def webrtc_connection_details(ctx) -> str:
     answer = {True: "sent", False: "not sent"}.get(answer, "unknown")
     return (f"SDP answer {answer}; ICE gathering {states['iceGatheringState']}, ICE connection "
             f"{states['iceConnectionState']}, peer connection {states['connectionState']}")
-
