@@ -133,7 +133,7 @@ def webrtc_connection_details(ctx) -> str:
 
     answer = read(lambda: ctx._is_sdp_answer_sent)
     pc = read(lambda: ctx._get_worker().pc)
-    states = {name: read(lambda name=name: getattr(pc, name)) if pc != "unknown" else "unknown"
+    states = {name: read(lambda name=name: getattr(pc, name))  # "unknown".iceConnectionState raises: "unknown"
               for name in ("iceGatheringState", "iceConnectionState", "connectionState")}
     answer = {True: "sent", False: "not sent"}.get(answer, "unknown")
     return (f"SDP answer {answer}; ICE gathering {states['iceGatheringState']}, ICE connection "

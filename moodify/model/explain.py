@@ -34,8 +34,13 @@ _LOCK = threading.Lock()
 
 def default_layers(net: nn.Module) -> list[nn.Module]:
     """``default_layer`` of the network, or of each member of an ensemble (whose maps are averaged)."""
+    return [default_layer(m) for m in _members(net)]
+
+
+def _members(net: nn.Module) -> list[nn.Module]:
+    """An ensemble's member networks, or the network itself."""
     members = getattr(net, "members", None)
-    return [default_layer(m) for m in members] if members is not None else [default_layer(net)]
+    return list(members) if members is not None else [net]
 
 
 def default_layer(net: nn.Module) -> nn.Module:
@@ -81,8 +86,7 @@ def gradcam(model: EmotionModel, faces: np.ndarray, target: int | str | Sequence
     if layer is not None:
         layers, fallbacks = [layer], [None]
     else:
-        members = getattr(model.net, "members", None) or [model.net]
-        layers, fallbacks = [default_layer(m) for m in members], [fallback_layer(m) for m in members]
+        layers, fallbacks = default_layers(model.net), [fallback_layer(m) for m in _members(model.net)]
     out = np.zeros(faces.shape, dtype=np.float32)
 
     def one_map(each: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -142,13 +142,17 @@ def blank_table(sets: Mapping[str, FaceSet], *, max_std: float = BLANK_MAX_STD) 
                          "label": [EMOTIONS[k] for k in labels[found]], "contrast": contrast})
 
 
+def _digests(images: np.ndarray) -> list[bytes]:
+    """One 128-bit digest per image's bytes: a chance collision among 35,887 images is ~1e-29."""
+    return [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in np.ascontiguousarray(images)]
+
+
 def find_duplicates(images: np.ndarray) -> list[np.ndarray]:
     """Groups of indices of byte-identical images (each group sorted, two or more members),
     largest group first. Exact copies only: a face re-encoded or shifted by a pixel is not caught."""
     groups: dict[bytes, list[int]] = defaultdict(list)
-    for i, image in enumerate(np.ascontiguousarray(images)):
-        # A 128-bit digest: a chance collision among 35,887 images is ~1e-29.
-        groups[hashlib.blake2b(image.tobytes(), digest_size=16).digest()].append(i)
+    for i, digest in enumerate(_digests(images)):
+        groups[digest].append(i)
     found = [np.array(g) for g in groups.values() if len(g) > 1]
     return sorted(found, key=lambda g: (-len(g), g[0]))
 
@@ -198,9 +202,8 @@ def split_overlap(sets: Mapping[str, FaceSet]) -> pd.DataFrame:
 def copies_of(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Boolean mask over ``images``: True where the same picture (byte-identical, not blank) is in
     ``reference``. FER2013's PrivateTest holds 288 copies of Training faces, which measure memory."""
-    seen = {hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in np.ascontiguousarray(reference)}
-    mask = np.array([hashlib.blake2b(image.tobytes(), digest_size=16).digest() in seen
-                     for image in np.ascontiguousarray(images)], dtype=bool)
+    seen = set(_digests(reference))
+    mask = np.array([digest in seen for digest in _digests(images)], dtype=bool)
     if mask.any():
         mask[find_blank(images)] = False  # a black square carries no identity (as in split_overlap)
     return mask
