@@ -133,6 +133,32 @@ def test_distilled_student_follows_its_teacher(synthetic_root, tmp_path):
     assert student.training["teacher"] == [str(teacher)]
 
 
+@pytest.mark.slow
+def test_init_starts_from_a_models_weights_and_takes_its_network(synthetic_root, tmp_path, capsys):
+    start = tmp_path / "start"
+    assert cli.main(["train", "--data", str(synthetic_root), "--out", str(start), *TINY]) == 0
+    # Learning rate 0: the weights stay the model's own; only BatchNorm's running statistics move.
+    # The command line asks for another network, which the model's own replaces, and says so.
+    assert cli.main(["train", "--data", str(synthetic_root), "--out", str(tmp_path / "tuned"), *TINY,
+                     "--epochs", "1", "--lr", "0", "--init", str(start / "model.pt"),
+                     "--widths", "4", "8", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "--init: --widths 8 16 from model.pt (the network it holds), not 4 8 16" in err
+    before, after = load_checkpoint(start / "model.pt"), load_checkpoint(tmp_path / "tuned" / "model.pt")
+    assert after["config"] == before["config"]
+    weights = [k for k, v in before["state_dict"].items() if k.endswith("weight") and v.dim() > 1]
+    assert weights and all(torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in weights)
+    assert "--init" in after["training"]["command"]
+
+
+def test_init_from_an_ensemble_is_refused_in_one_line(synthetic_root, tmp_path, capsys):
+    rc = cli.main(["train", "--data", str(synthetic_root), "--out", str(tmp_path), *TINY, "--init", "accurate"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--init: accurate is an ensemble of 2 networks" in err
+    assert not (tmp_path / "log.jsonl").exists()
+
+
 def test_unknown_teacher_is_a_clear_error(synthetic_root, tmp_path, capsys):
     rc = cli.main(["train", "--data", str(synthetic_root), "--out", str(tmp_path), *TINY, "--teacher", "nope"])
     assert rc == 2

@@ -30,9 +30,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..cli.options import HelpFormatter
-from ..errors import TrainError
+from ..errors import ModelError, TrainError
 from ..labels import EMOTIONS
-from ..model.checkpoint import make_checkpoint, save_checkpoint
+from ..model.checkpoint import load_checkpoint, make_checkpoint, net_config, save_checkpoint
+from ..model.registry import load_model, resolve_model_path
 from ..model.network import EmotionNet, NetConfig
 from ..pipeline.preprocess import FER2013_FRAMING, Preprocessing, normalize
 from .augment import AugmentConfig, PhotoConfig, augment_batch, photo_augment
@@ -60,6 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training targets: FER2013 labels, FER+ majority vote, or FER+ vote distributions")
     p.add_argument("--out", default="runs/fer2013", help="output folder: log.jsonl, checkpoint.pt, model.pt")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--init", metavar="MODEL",
+                   help="start from this model's weights (a registry name or a checkpoint of one network), "
+                        "e.g. to fine-tune it; its network options replace --widths/--convs-per-block/"
+                        "--hidden/--dropout")
     p.add_argument("--epochs", type=int, default=50, help="training epochs")
     p.add_argument("--batch-size", type=int, default=128, help="faces per optimiser step (per process)")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"], help="SGD uses Nesterov momentum 0.9")
@@ -219,9 +224,6 @@ def _average_buffers(net: torch.nn.Module, world: int) -> None:
 
 def _teacher_probabilities(args: argparse.Namespace, images: np.ndarray) -> torch.Tensor:
     """The teachers' mean softened, flip-averaged probabilities for every training face (computed once)."""
-    from ..errors import ModelError
-    from ..model.registry import load_model
-
     if not 0 <= args.distill <= 1:
         raise ValueError(f"--distill must be between 0 and 1, got {args.distill}")
     probs = np.zeros((len(images), len(EMOTIONS)), dtype=np.float64)
@@ -259,6 +261,9 @@ def main(args: argparse.Namespace) -> dict:
         elif rank == 0:
             print("moodify train: --resume: this checkpoint records no arguments (an older Moodify); "
                   "the command line's are used", file=sys.stderr)
+    init_weights = None
+    if args.init and state is None:  # a resumed run already holds weights that started from --init
+        init_weights, args = _init_weights(args, rank=rank)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     _seed_everything(args.seed)
@@ -280,7 +285,10 @@ def main(args: argparse.Namespace) -> dict:
         amp = state["amp_bf16"]  # a resumed run keeps the precision it measured and started in
     else:
         amp = _choose_amp(args, config, device, rank=rank, world=world)
-    net = EmotionNet(config).to(device).to(memory_format=torch.channels_last)
+    net = EmotionNet(config)
+    if init_weights is not None:
+        net.load_state_dict(init_weights)
+    net = net.to(device).to(memory_format=torch.channels_last)
     model: torch.nn.Module = net
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -355,6 +363,31 @@ def main(args: argparse.Namespace) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+def _init_weights(args: argparse.Namespace, *, rank: int) -> tuple[dict[str, torch.Tensor], argparse.Namespace]:
+    """``--init``: the network weights of one model, and the arguments with its network options."""
+    path, name, sha = resolve_model_path(args.init)
+    try:
+        checkpoint = load_checkpoint(path, expected_sha256=sha)
+        if "members" in checkpoint:
+            raise ModelError(f"{name} is an ensemble of {len(checkpoint['members'])} networks; "
+                             "--init takes one network (a registry name or checkpoint of one)")
+        config = net_config(checkpoint.get("config"), name=name)
+    except ModelError as exc:
+        raise TrainError(f"--init: {exc}") from None
+    defaults = vars(get_args_parser().parse_args([]))
+    merged = vars(args).copy()
+    for key in NETWORK_OPTIONS:
+        value = getattr(config, key)
+        value = list(value) if isinstance(value, (list, tuple)) else value
+        if merged[key] != value and merged[key] != defaults[key] and rank == 0:
+            print(f"moodify train: --init: --{key.replace('_', '-')} {_shown(value)} from {name} "
+                  f"(the network it holds), not {_shown(merged[key])}", file=sys.stderr)
+        merged[key] = value
+    if rank == 0:
+        print(f"starting from {name}'s weights ({path})")
+    return checkpoint["state_dict"], argparse.Namespace(**merged)
 
 
 # Options that define the network a checkpoint holds: a resumed run always takes them from it.
