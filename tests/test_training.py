@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from moodify import cli
-from moodify.model.registry import load_checkpoint, load_model
+from moodify.model.registry import load_checkpoint, load_model, rewrite_checkpoint
+from moodify.pipeline.preprocess import Preprocessing
 from moodify.training import train
 from moodify.training.augment import AugmentConfig, PhotoConfig, augment_batch, photo_augment
 from moodify.training.data import DataError, load_dataset, read_folder_layout
@@ -137,6 +138,9 @@ def test_distilled_student_follows_its_teacher(synthetic_root, tmp_path):
 def test_init_starts_from_a_models_weights_and_takes_its_network(synthetic_root, tmp_path, capsys):
     start = tmp_path / "start"
     assert cli.main(["train", "--data", str(synthetic_root), "--out", str(start), *TINY]) == 0
+    # As if measured on photos (python -m moodify.training.framing --record): a crop for YuNet faces.
+    rewrite_checkpoint(start / "model.pt", lambda c: c["preprocessing"]["framings"].update(
+        yunet={"scale": 2.25, "shift_y": 0.2, "anchor": "eyes"}))
     # Learning rate 0: the weights stay the model's own; only BatchNorm's running statistics move.
     # The command line asks for another network, which the model's own replaces, and says so.
     assert cli.main(["train", "--data", str(synthetic_root), "--out", str(tmp_path / "tuned"), *TINY,
@@ -146,6 +150,9 @@ def test_init_starts_from_a_models_weights_and_takes_its_network(synthetic_root,
     assert "--init: --widths 8 16 from model.pt (the network it holds), not 4 8 16" in err
     before, after = load_checkpoint(start / "model.pt"), load_checkpoint(tmp_path / "tuned" / "model.pt")
     assert after["config"] == before["config"]
+    # Its normalisation and measured photo crops come along: the tuned model crops photos the same way.
+    assert Preprocessing.from_dict(after["preprocessing"]) == Preprocessing.from_dict(before["preprocessing"])
+    assert Preprocessing.from_dict(after["preprocessing"]).framing_for("yunet").scale == 2.25
     weights = [k for k, v in before["state_dict"].items() if k.endswith("weight") and v.dim() > 1]
     assert weights and all(torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in weights)
     assert "--init" in after["training"]["command"]

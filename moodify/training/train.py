@@ -261,9 +261,9 @@ def main(args: argparse.Namespace) -> dict:
         elif rank == 0:
             print("moodify train: --resume: this checkpoint records no arguments (an older Moodify); "
                   "the command line's are used", file=sys.stderr)
-    init_weights = None
+    init_weights = init_prep = None
     if args.init and state is None:  # a resumed run already holds weights that started from --init
-        init_weights, args = _init_weights(args, rank=rank)
+        init_weights, init_prep, args = _init_weights(args, rank=rank)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     _seed_everything(args.seed)
@@ -274,10 +274,13 @@ def main(args: argparse.Namespace) -> dict:
         train = FaceSet(train.images[:args.limit], train.labels[:args.limit],
                         None if train.soft is None else train.soft[:args.limit])
         val = FaceSet(val.images[:args.limit], val.labels[:args.limit])
-    pixels = train.images.astype(np.float32) / 255.0
-    prep = Preprocessing(mean=round(float(pixels.mean()), 4), std=round(float(pixels.std()), 4),
-                         framing=FER2013_FRAMING)
-    del pixels
+    if init_prep is not None:  # the network's own input: its normalisation and its measured photo crops
+        prep = init_prep
+    else:
+        pixels = train.images.astype(np.float32) / 255.0
+        prep = Preprocessing(mean=round(float(pixels.mean()), 4), std=round(float(pixels.std()), 4),
+                             framing=FER2013_FRAMING)
+        del pixels
 
     config = NetConfig(widths=list(args.widths), convs_per_block=args.convs_per_block, hidden=args.hidden,
                        dropout=args.dropout)
@@ -365,8 +368,13 @@ def main(args: argparse.Namespace) -> dict:
     return result
 
 
-def _init_weights(args: argparse.Namespace, *, rank: int) -> tuple[dict[str, torch.Tensor], argparse.Namespace]:
-    """``--init``: the network weights of one model, and the arguments with its network options."""
+def _init_weights(args: argparse.Namespace, *,
+                  rank: int) -> tuple[dict[str, torch.Tensor], Preprocessing, argparse.Namespace]:
+    """``--init``: one model's network weights, its preprocessing, and the arguments with its network options.
+
+    The preprocessing (normalisation, training framing, per-detector photo crops) comes along, so a
+    fine-tuned model sees its input as the model it started from did and crops photos the same way.
+    """
     path, name, sha = resolve_model_path(args.init)
     try:
         checkpoint = load_checkpoint(path, expected_sha256=sha)
@@ -374,6 +382,9 @@ def _init_weights(args: argparse.Namespace, *, rank: int) -> tuple[dict[str, tor
             raise ModelError(f"{name} is an ensemble of {len(checkpoint['members'])} networks; "
                              "--init takes one network (a registry name or checkpoint of one)")
         config = net_config(checkpoint.get("config"), name=name)
+        prep = Preprocessing.from_dict(checkpoint["preprocessing"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TrainError(f"--init: {name}: its preprocessing is missing or damaged ({exc})") from None
     except ModelError as exc:
         raise TrainError(f"--init: {exc}") from None
     defaults = vars(get_args_parser().parse_args([]))
@@ -387,7 +398,7 @@ def _init_weights(args: argparse.Namespace, *, rank: int) -> tuple[dict[str, tor
         merged[key] = value
     if rank == 0:
         print(f"starting from {name}'s weights ({path})")
-    return checkpoint["state_dict"], argparse.Namespace(**merged)
+    return checkpoint["state_dict"], prep, argparse.Namespace(**merged)
 
 
 # Options that define the network a checkpoint holds: a resumed run always takes them from it.
