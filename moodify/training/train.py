@@ -249,9 +249,7 @@ def main(args: argparse.Namespace) -> dict:
     command = "moodify train " + " ".join(_argv_of(args))  # as typed, for the provenance
     state, provenance = None, {"command": command, "resumes": []}
     if args.resume:
-        if not ckpt_path.exists():
-            raise TrainError(f"--resume but no checkpoint at {ckpt_path}")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = _read_checkpoint_for_resume(ckpt_path, rank=rank, world=world)
         if "args" in state:
             args, notes = resume_arguments(args, state["args"])
             for note in notes if rank == 0 else ():
@@ -366,6 +364,23 @@ def main(args: argparse.Namespace) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+def _read_checkpoint_for_resume(ckpt_path: Path, *, rank: int, world: int) -> dict:
+    """OUT/checkpoint.pt, read by rank 0 and handed to the other processes.
+
+    Only rank 0 writes checkpoints, so on several machines only its machine has one; the others
+    need no copy of it (nor a shared disk) to resume.
+    """
+    box = [None]
+    if rank == 0 and ckpt_path.exists():
+        box[0] = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if world > 1:
+        dist.broadcast_object_list(box, src=0)
+    if box[0] is None:
+        where = " on the machine of rank 0" if world > 1 else ""
+        raise TrainError(f"--resume but no checkpoint at {ckpt_path}{where}")
+    return box[0]
 
 
 def _init_weights(args: argparse.Namespace, *,
