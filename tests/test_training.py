@@ -135,7 +135,8 @@ def test_distilled_student_follows_its_teacher(synthetic_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_init_starts_from_a_models_weights_and_takes_its_network(synthetic_root, tmp_path, capsys):
+def test_init_starts_from_a_models_weights_and_takes_its_network(synthetic_root, tmp_path, capsys,
+                                                                   monkeypatch):
     start = tmp_path / "start"
     assert cli.main(["train", "--data", str(synthetic_root), "--out", str(start), *TINY]) == 0
     # As if measured on photos (python -m moodify.training.framing --record): a crop for YuNet faces.
@@ -156,6 +157,13 @@ def test_init_starts_from_a_models_weights_and_takes_its_network(synthetic_root,
     weights = [k for k, v in before["state_dict"].items() if k.endswith("weight") and v.dim() > 1]
     assert weights and all(torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in weights)
     assert "--init" in after["training"]["command"]
+    # Cut off and resumed, a fine-tuning run still ends with the preprocessing it started from.
+    argv = ["train", "--data", str(synthetic_root), "--out", str(tmp_path / "cut"), *TINY, "--lr", "0.001",
+            "--init", str(start / "model.pt")]
+    assert _interrupted_in_epoch(2, argv, monkeypatch) == 130
+    assert cli.main([*argv[:3], "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    resumed = load_checkpoint(tmp_path / "cut" / "model.pt")
+    assert Preprocessing.from_dict(resumed["preprocessing"]) == Preprocessing.from_dict(before["preprocessing"])
 
 
 def test_init_from_an_ensemble_is_refused_in_one_line(synthetic_root, tmp_path, capsys):

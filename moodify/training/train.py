@@ -272,7 +272,9 @@ def main(args: argparse.Namespace) -> dict:
         train = FaceSet(train.images[:args.limit], train.labels[:args.limit],
                         None if train.soft is None else train.soft[:args.limit])
         val = FaceSet(val.images[:args.limit], val.labels[:args.limit])
-    if init_prep is not None:  # the network's own input: its normalisation and its measured photo crops
+    if state is not None and "preprocessing" in state:  # as the run started, e.g. from --init's model
+        prep = Preprocessing.from_dict(state["preprocessing"])
+    elif init_prep is not None:  # the network's own input: its normalisation and its measured photo crops
         prep = init_prep
     else:
         pixels = train.images.astype(np.float32) / 255.0
@@ -353,7 +355,8 @@ def main(args: argparse.Namespace) -> dict:
                           "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                           "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                           "epoch": epoch, "best": best, "args": _recorded_args(args), "amp_bf16": amp,
-                          "config": dataclasses.asdict(config), "provenance": provenance}, ckpt_path)
+                          "config": dataclasses.asdict(config), "preprocessing": prep.to_dict(),
+                          "provenance": provenance}, ckpt_path)
         if world > 1:
             dist.barrier()
 
