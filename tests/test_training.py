@@ -161,7 +161,16 @@ def test_init_starts_from_a_models_weights_and_takes_its_network(synthetic_root,
     argv = ["train", "--data", str(synthetic_root), "--out", str(tmp_path / "cut"), *TINY, "--lr", "0.001",
             "--init", str(start / "model.pt")]
     assert _interrupted_in_epoch(2, argv, monkeypatch) == 130
+    real_validate, calls = train.validate, []
+
+    def each_epoch_better(*args, **kwargs):  # so that the kept epoch is one trained after the resume
+        report, logits = real_validate(*args, **kwargs)
+        calls.append(1)
+        return {**report, "accuracy": len(calls)}, logits
+
+    monkeypatch.setattr(train, "validate", each_epoch_better)
     assert cli.main([*argv[:3], "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    assert json.loads((tmp_path / "cut" / "log.jsonl").read_text().splitlines()[-1])["best_val_accuracy"] == 3
     resumed = load_checkpoint(tmp_path / "cut" / "model.pt")
     assert Preprocessing.from_dict(resumed["preprocessing"]) == Preprocessing.from_dict(before["preprocessing"])
 
