@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -127,3 +128,14 @@ def test_default_detectors_see_fewer_faces_in_coins_than_opencvs_usual_settings(
     assert usual >= 4
     assert faces("--detector", "haar") <= 2 < usual
     assert faces() == 0
+
+
+def test_output_cut_off_by_its_reader_ends_quietly(astronaut_jpg, tmp_path):
+    # `moodify classify ... | head -1`: the reader is gone before the answer is printed.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    done = subprocess.run([sys.executable, "-m", "moodify", "classify", str(astronaut_jpg)], stdout=write_end,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write_end)
+    assert done.stderr == ""  # no traceback, no "Exception ignored" at exit
+    assert done.returncode == cli.EXIT_BROKEN_PIPE  # 141, as a shell tool stopped by SIGPIPE

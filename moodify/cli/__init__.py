@@ -10,14 +10,18 @@ the commands.
 Errors: a command raises a ``moodify.errors.MoodifyError`` (or, for a bad value, ``ValueError``
 or ``FileNotFoundError``); ``main`` prints it as one line, ``moodify COMMAND: error: MESSAGE``, and
 exits with its ``exit_status`` (2). The statuses a finished job reports (1, ``batch``'s 3, 130)
-are the commands' return values.
+are the commands' return values; output cut off by its reader (``| head``) ends quietly with 141,
+as a tool stopped by SIGPIPE does.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 
 # name -> module holding DESCRIPTION, add_arguments and main, in the order `moodify --help` lists them
 COMMANDS = {
@@ -69,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"moodify {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`moodify ... | head`): stop quietly, as a shell tool does, and keep the
+        # interpreter's last flush of stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     # train and evaluate return their report (a dict): a finished run is status 0.
     return status if isinstance(status, int) else 0
 
