@@ -120,7 +120,7 @@ def test_shipped_defaults_reach_the_real_photo_targets_on_kdef_val():
     straight, half = photo_report(straight), photo_report(half)
     assert straight["n"] == 280 and half["n"] == 560
     # Measured: 79.3% straight (the target is 80%; 280 photos give +-2.4 points of sampling
-    # noise) and 59.5% half profiles (target 58%), with 67.5% / 40.2% before YuNet and these crops.
+    # noise) and 62.0% half profiles (target 58%), with 67.5% / 40.2% before YuNet and these crops.
     assert straight["accuracy"] >= 0.78, straight["accuracy"]
-    assert half["accuracy"] >= 0.58, half["accuracy"]
+    assert half["accuracy"] >= 0.61, half["accuracy"]
     assert not straight["no_face"] and len(half["no_face"]) <= 5

@@ -23,7 +23,7 @@ MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
 # ensemble of two larger networks, more accurate and about 12x slower (models/MODEL_CARD*.md).
 REGISTRY: dict[str, dict[str, str]] = {
     "default": {"file": "moodify-fer2013-fast.pt", "summary": "fast",
-                "sha256": "2188a3f9d0d3c9380446e3a93293004c13fef51442a6557caffa988296f6e9ac"},
+                "sha256": "b636c57f2e0d43ec4d2d61949b626e434eccf589238305c80812e5b3fc4fe39e"},
     "accurate": {"file": "moodify-fer2013-ensemble.pt", "summary": "slower",
                  "sha256": "b7ae550f6fb830a0b8d6f5b599d4a8def26c888a718e21c8a3371141bb5b90c5"},
 }
