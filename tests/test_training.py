@@ -226,6 +226,17 @@ def test_parsing_the_real_fer2013_csv_fits_a_small_laptop(data_root, tmp_path):
     assert peak < 1500  # MB, numpy and the CSV text included
 
 
+def test_a_cache_file_cut_short_is_rebuilt_not_a_crash(tmp_path):
+    # E.g. a process killed while writing it, or one read while another process was writing it.
+    csv_path = write_fer2013_csv(tmp_path / "fer2013" / "fer2013.csv.gz", {"Training": 3, "PublicTest": 1, "PrivateTest": 1})
+    first = load_dataset(tmp_path)
+    cached = list((tmp_path / "cache").glob("fer2013-*.npz"))
+    assert len(cached) == 1 and not list((tmp_path / "cache").glob("*.tmp.npz"))
+    cached[0].write_bytes(cached[0].read_bytes()[:200])
+    again = load_dataset(csv_path)
+    assert np.array_equal(again["Training"].images, first["Training"].images)
+
+
 def test_csv_plain_and_gzip_read_the_same(tmp_path):
     gz = write_fer2013_csv(tmp_path / "a" / "fer2013.csv.gz", {"Training": 3, "PublicTest": 1, "PrivateTest": 1})
     plain = write_fer2013_csv(tmp_path / "b" / "fer2013.csv", {"Training": 3, "PublicTest": 1, "PrivateTest": 1},

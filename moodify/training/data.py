@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,8 +130,8 @@ def read_fer2013_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
         try:
             with np.load(cache) as z:
                 return z["images"], z["labels"], z["usage"]
-        except (OSError, ValueError, KeyError):
-            pass  # a broken cache is rebuilt below
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # a broken cache (e.g. cut short) is rebuilt below
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", newline="") as fh:
@@ -177,7 +178,8 @@ def read_fer2013_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
+            # One temporary file per process: several processes (torchrun, parallel runs) may parse at once.
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, images=images, labels=label_arr, usage=usage_arr)
             os.replace(tmp, cache)
         except OSError:
