@@ -175,12 +175,23 @@ def test_init_starts_from_a_models_weights_and_takes_its_network(synthetic_root,
     assert Preprocessing.from_dict(resumed["preprocessing"]) == Preprocessing.from_dict(before["preprocessing"])
 
 
-def test_init_from_an_ensemble_is_refused_in_one_line(synthetic_root, tmp_path, capsys):
-    rc = cli.main(["train", "--data", str(synthetic_root), "--out", str(tmp_path), *TINY, "--init", "accurate"])
+@pytest.mark.parametrize("init, message", [
+    ("accurate", "--init: accurate is an ensemble of 2 networks"),
+    ("nope", "--init: unknown model 'nope'"),
+    ("damaged", "its weights do not fit the network its config describes"),
+])
+def test_init_from_what_is_not_one_network_is_refused_in_one_line(synthetic_root, tmp_path, capsys, init, message):
+    if init == "damaged":  # a checkpoint whose config says 16 channels where its weights have 8
+        ckpt = load_checkpoint(PROJECT / "models" / "moodify-fer2013-fast.pt")
+        ckpt["config"]["widths"] = [8, 32, 64, 128]
+        init = str(tmp_path / "damaged.pt")
+        torch.save(ckpt, init)
+    rc = cli.main(["train", "--data", str(synthetic_root), "--out", str(tmp_path / "run"), *TINY, "--init", init])
     assert rc == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--init: accurate is an ensemble of 2 networks" in err
-    assert not (tmp_path / "log.jsonl").exists()
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("moodify train: error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
+    assert not (tmp_path / "run" / "log.jsonl").exists()
 
 
 def test_unknown_teacher_is_a_clear_error(synthetic_root, tmp_path, capsys):

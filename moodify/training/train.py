@@ -290,7 +290,12 @@ def main(args: argparse.Namespace) -> dict:
         amp = _choose_amp(args, config, device, rank=rank, world=world)
     net = EmotionNet(config)
     if init_weights is not None:
-        net.load_state_dict(init_weights)
+        try:
+            net.load_state_dict(init_weights)
+        except RuntimeError as exc:
+            detail = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [str(exc)]
+            raise TrainError(f"--init {args.init}: its weights do not fit the network its config describes "
+                             f"({detail[0]}); the checkpoint is damaged") from None
     net = net.to(device).to(memory_format=torch.channels_last)
     model: torch.nn.Module = net
     if world > 1:
@@ -393,8 +398,9 @@ def _init_weights(args: argparse.Namespace, *,
     The preprocessing (normalisation, training framing, per-detector photo crops) comes along, so a
     fine-tuned model sees its input as the model it started from did and crops photos the same way.
     """
-    path, name, sha = resolve_model_path(args.init)
+    name = str(args.init)
     try:
+        path, name, sha = resolve_model_path(args.init)
         checkpoint = load_checkpoint(path, expected_sha256=sha)
         if "members" in checkpoint:
             raise ModelError(f"{name} is an ensemble of {len(checkpoint['members'])} networks; "
