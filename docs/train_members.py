@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # moodify from this checkout, installed or not
 
 # Members of the next `accurate` (issue "Model v2"): two seeds of the shipped 1.77M recipe, a wider and a
 # deeper network. Each model.pt stays under 16 MiB in float32 (the device tool brings back no larger file).
@@ -84,18 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    todo = [(n, o) for n, o in members(args).items() if not finished(args.out / n, args.epochs)]
-    running: list[tuple[str, subprocess.Popen, float]] = []
+    todo = [(n, o) for n, o in members(args).items() if not finished(args.out / n, args.epochs)]  # exits on a bad --member
+    running: list[tuple[str, subprocess.Popen, float]] = []  # name, process, start time
     failed = []
     start = time.time()
     while todo or running:
         while todo and len(running) < max(1, args.jobs):
             name, options = todo.pop(0)
-            log = open(args.out / f"{name}.log", "a")
             cmd = command(name, options, args, extra)
             print(f"start {name}: {shlex.join(cmd[2:])}", flush=True)
-            running.append((name, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
-                            time.time()))
+            with open(args.out / f"{name}.log", "a") as log:  # the child keeps its own copy of the handle
+                running.append((name, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
+                                time.time()))
         time.sleep(0.5)
         for entry in list(running):
             name, proc, began = entry
@@ -106,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"(exit {proc.returncode}; log {args.out / (name + '.log')})", flush=True)
             if proc.returncode != 0:
                 failed.append(name)
-    done = [n for n in members(args) if finished(args.out / n, args.epochs)]
-    summary = [f"{len(done)} of {len(members(args))} members finished in {time.time() - start:.0f} s"]
+    wanted = members(args)
+    done = [n for n in wanted if finished(args.out / n, args.epochs)]
+    summary = [f"{len(done)} of {len(wanted)} members finished in {time.time() - start:.0f} s"]
     for name in done:
         metrics = _public_test(args.out / name / "model.pt")
         summary.append(f"{name}: PublicTest {metrics:.2%}")
@@ -122,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _public_test(path: Path) -> float:
-    sys.path.insert(0, str(ROOT))
     from moodify.model.checkpoint import load_checkpoint
 
     return float(load_checkpoint(path)["metrics"]["PublicTest"]["accuracy"])
