@@ -49,7 +49,6 @@ def test_two_processes_see_different_faces_and_end_with_identical_weights(tmp_pa
     assert len((out / "log.jsonl").read_text().splitlines()) == 2
 
 
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -70,9 +69,13 @@ def _two_machines(tmp_path: Path, data: Path, *train_options: str) -> list[subpr
             cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "MOODIFY_CACHE": str(folder / "cache"), "PYTHONPATH": str(PROBE.parent.parent)}))
     done = []
-    for proc in nodes:
-        out, err = proc.communicate(timeout=300)
-        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    try:
+        for proc in nodes:
+            out, err = proc.communicate(timeout=300)
+            done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    finally:
+        for proc in nodes:  # one machine stuck waiting for the other must not outlive the test
+            proc.kill()
     return done
 
 
