@@ -33,6 +33,7 @@ from ..cli.options import HelpFormatter
 from ..errors import ModelError, TrainError
 from ..labels import EMOTIONS
 from ..model.checkpoint import load_checkpoint, make_checkpoint, net_config, save_checkpoint
+from ..model.ensemble import is_ensemble
 from ..model.registry import load_model, resolve_model_path
 from ..model.network import EmotionNet, NetConfig
 from ..pipeline.preprocess import FER2013_FRAMING, Preprocessing, normalize
@@ -402,7 +403,7 @@ def _init_weights(args: argparse.Namespace, *,
     try:
         path, name, sha = resolve_model_path(args.init)
         checkpoint = load_checkpoint(path, expected_sha256=sha)
-        if "members" in checkpoint:
+        if is_ensemble(checkpoint):
             raise ModelError(f"{name} is an ensemble of {len(checkpoint['members'])} networks; "
                              "--init takes one network (a registry name or checkpoint of one)")
         config = net_config(checkpoint.get("config"), name=name)
