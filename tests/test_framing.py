@@ -126,3 +126,41 @@ def test_copy_from_gives_a_retrained_network_its_predecessors_crops(tmp_path, ca
         main(["--copy-from", str(tmp_path / "bare.pt"), "--record", str(new)])
     assert "no photo framings stored" in capsys.readouterr().err
     assert load_model(new).preprocessing.framings == load_model(None).preprocessing.framings
+
+
+@pytest.mark.parametrize("truth", [Framing(scale=2.25, shift_y=0.2, anchor="eyes"),
+                                   Framing(scale=2.8, shift_y=0.33, anchor="eyes")])
+def test_landmark_measurement_reads_back_the_framing_of_faces_cropped_to_it(astronaut_bgr, truth):
+    """FER2013-sized faces cut at a known eye-anchored framing: the YuNet measurement recovers that framing."""
+    from moodify.pipeline.detect import YuNetDetector
+    from moodify.training.framing import measure_landmark_framing
+
+    face = YuNetDetector().detect_faces(astronaut_bgr)[0]
+    gray = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
+    jitter = [(s, dx, dy) for s in (0.95, 1.0, 1.05) for dx in (-0.03, 0.0, 0.03) for dy in (-0.03, 0.0, 0.03)]
+    faces = np.array([crop_face(gray, face.box, Framing(scale=truth.scale * s, shift_x=dx, shift_y=truth.shift_y + dy,
+                                                         anchor="eyes"), landmarks=face.landmarks)
+                      for s, dx, dy in jitter])
+    result = measure_landmark_framing(faces)
+    assert result["detected"] == len(faces)
+    measured = Framing(**result["framing"])
+    assert measured.anchor == "eyes"
+    # Within 4% and a twentieth of the eye-mouth distance (about a pixel of the 48); searched at
+    # 4x instead of 6x, the 2.8x faces read as 3.25x.
+    assert measured.scale == pytest.approx(truth.scale, rel=0.04)
+    assert abs(measured.shift_y - truth.shift_y) < 0.05 and abs(measured.shift_x) < 0.06
+
+
+def test_fer2013_measurement_with_yunet_reports_and_refuses_to_record(tmp_path, capsys):
+    from moodify.training.framing import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(tmp_path), "--detector", "yunet", "--record", str(tmp_path / "model.pt")])
+    assert exit_info.value.code == 2
+    assert "--record with --data stores the Haar box measurement" in capsys.readouterr().err
+    # No FER2013 under the path: one line, no traceback.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(tmp_path), "--detector", "yunet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

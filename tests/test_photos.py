@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -51,6 +52,38 @@ def test_evaluate_photos_counts_faces_misses_and_unreadable_files(labelled, tmp_
     assert report["ms_per_photo"] > 0 and report["detector"] == "yunet"
     assert (out / "confusion.png").stat().st_size > 1000
     assert "accuracy 50.00%" in printed and "no face: neutral/cat.jpg" in printed and "notes.jpg" in printed
+    # One row per photo, so a user can see which of their photos went wrong and why.
+    with open(out / "predictions.csv", newline="") as f:
+        rows = {r["path"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"happy/astronaut.jpg", "happy/astronaut-mirrored.png", "neutral/cat.jpg", "sad/notes.jpg"}
+    assert rows["happy/astronaut.jpg"]["predicted"] == "happy" and rows["happy/astronaut.jpg"]["correct"] == "True"
+    assert sum(float(rows["happy/astronaut.jpg"][e]) for e in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
+    assert rows["neutral/cat.jpg"]["predicted"] == "no face" and rows["neutral/cat.jpg"]["correct"] == "False"
+    assert rows["sad/notes.jpg"]["predicted"] == "" and rows["sad/notes.jpg"]["error"]
+
+
+def test_evaluate_photos_with_tta_scores_what_the_api_gives_with_flip_averaging(labelled, tmp_path, capsys):
+    """``--tta`` reaches the pipeline: each photo's probabilities are the API's with its mirror averaged in."""
+    def probabilities(*flags):
+        out = tmp_path / "-".join(flags or ("plain",))
+        assert cli(["evaluate", "--photos", str(labelled), "--out", str(out), *flags]) == 0
+        with open(out / "predictions.csv", newline="") as f:
+            row = next(r for r in csv.DictReader(f) if r["path"] == "happy/astronaut.jpg")
+        return json.loads((out / "report.json").read_text()), np.array([float(row[e]) for e in EMOTIONS])
+
+    recognizer = moodify.Recognizer()
+    plain = recognizer.analyze(str(labelled / "happy" / "astronaut.jpg"))[0].probabilities
+    recognizer.model.tta = True
+    flipped = recognizer.analyze(str(labelled / "happy" / "astronaut.jpg"))[0].probabilities
+    plain, flipped = (np.array([p[e] for e in EMOTIONS]) for p in (plain, flipped))
+    assert np.abs(plain - flipped).max() > 5e-4  # the mirror does move this face's answer
+
+    report, probs = probabilities("--tta")
+    assert report["tta"] is True and "flip TTA" in capsys.readouterr().out
+    np.testing.assert_allclose(probs, flipped, atol=1e-4)
+    report, probs = probabilities()
+    assert report["tta"] is False and "flip TTA" not in capsys.readouterr().out
+    np.testing.assert_allclose(probs, plain, atol=1e-4)
 
 
 def test_evaluate_photos_from_a_csv_with_where(labelled, tmp_path, capsys):

@@ -6,7 +6,7 @@ Two steps, both described by values stored in every checkpoint:
   YuNet box and a Haar box sit differently on a face. The framings are measured, not guessed:
   ``python -m moodify.training.framing --photos`` scores the model on labelled real photos over a grid of
   framings and records the best (the model cards give the commands and figures);
-  ``python -m moodify.training.framing --data`` measured how FER2013 itself frames a face (a Haar box on
+  ``python -m moodify.training.framing --data --detector haar`` measured how FER2013 itself frames a face (a Haar box on
   upscaled training faces), which is kept as the training data's own framing.
 * normalisation: uint8 pixels -> float, minus the training-set mean, over its std.
 
@@ -82,7 +82,7 @@ class Framing:
         return asdict(self)
 
 
-# Measured with `python -m moodify.training.framing --data ../shared/data` (moodify/training/framing.py): on 1,620
+# Measured with `python -m moodify.training.framing --data ../shared/data --detector haar` (moodify/training/framing.py): on 1,620
 # of 3,000 upscaled FER2013 training faces the Haar detector (its default settings) found a face;
 # its median box is 41.0 px wide at (3.75, 3.5) inside the 48 px frame, so FER2013 shows ~17%
 # more than a Haar box, centred. Real photos are framed by measurement on labelled photos

@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tta.add_argument("--tta", dest="tta", action="store_true", default=None,
                      help="flip test-time augmentation on (default: whatever the model's predict does)")
     tta.add_argument("--no-tta", dest="tta", action="store_false", help="flip test-time augmentation off")
-    p.add_argument("--out", default=None, help="folder for report.json, confusion.png, reliability.png")
+    p.add_argument("--out", default=None, help="folder for report.json, confusion.png, reliability.png (FER2013) or predictions.csv, "
+                                                   "one row per photo (--photos)")
     p.add_argument("--record", action="store_true",
                    help="store the metrics in the checkpoint file (shown by the app; changes its sha256)")
     add_detector_arguments(p)
@@ -181,23 +182,27 @@ def record_metrics(name_or_path: str | None, split: str, report: dict) -> None:
 def evaluate_photos_main(args: argparse.Namespace) -> dict:
     """``moodify evaluate --photos``: the whole pipeline on labelled photos, printed and written."""
     from ..cli.options import build_recognizer
-    from .photos import format_photo_report, load_photos, photo_report, run_photos
+    from .photos import format_photo_report, load_photos, photo_report, run_photos, write_photo_predictions
 
     if args.record:
         raise ValueError("--record stores FER2013 split metrics; it does not apply to --photos")
     photos = load_photos(args.photos, where=args.where)
     recognizer = build_recognizer(args)
+    if args.tta is not None:  # the model was loaded for this run alone: its default is ours to set
+        recognizer.model.tta = args.tta
     outcomes, seconds = run_photos(recognizer, photos, progress=sys.stderr.isatty(), total=len(photos))
     report = photo_report(outcomes, seconds=seconds)
     report.update(model=recognizer.model.name, detector=recognizer.detector.kind, photos=str(args.photos),
-                  where=args.where or [])
-    print(format_photo_report(report, header=f"{recognizer.model.name} + {recognizer.detector.kind} detector on "
+                  where=args.where or [], tta=bool(recognizer.model.tta))
+    print(format_photo_report(report, header=f"{recognizer.model.name} + {recognizer.detector.kind} detector"
+                                             f"{', flip TTA' if report['tta'] else ''} on "
                                              f"{args.photos}" + (f" ({' '.join(args.where)})" if args.where else "")))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(report, indent=1))
+        write_photo_predictions(outcomes, out / "predictions.csv")
         plot_confusion(report["confusion"], out / "confusion.png", title=f"{recognizer.model.name}: {Path(args.photos).name}",
                        columns=report["confusion_columns"])
-        print(f"wrote {out / 'report.json'}, {out / 'confusion.png'}")
+        print(f"wrote {out / 'report.json'}, {out / 'predictions.csv'} (one row per photo), {out / 'confusion.png'}")
     return report

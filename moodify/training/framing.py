@@ -7,9 +7,11 @@ each, and picks the best cell of the smoothed grid; ``--check-where`` reports th
 it was not chosen on, and ``--record`` stores it in checkpoints, per detector. This is how the
 shipped framings were chosen (the model cards give the commands and figures).
 
-``python -m moodify.training.framing --data ../shared/data`` (no ``--photos``) is the older measurement:
-the Haar box on upscaled FER2013 training faces, inverted (``moodify.pipeline.preprocess.FER2013_FRAMING``).
-It describes the training data, but did not carry over to real photos.
+``python -m moodify.training.framing --data ../shared/data --detector haar`` (no ``--photos``) is the older
+measurement: the Haar box on upscaled FER2013 training faces, inverted
+(``moodify.pipeline.preprocess.FER2013_FRAMING``). With ``--detector yunet`` it is YuNet's landmarks on
+the same faces, as an eye-anchored framing. Both describe the training data; neither carried over to
+real photos (the model cards give the figures), which is why photo framings are measured on photos.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from ..cli.options import HelpFormatter
 from ..pipeline.detect import HaarDetector
 from ..pipeline.preprocess import FACE_SIZE, Framing
-from .data import load_dataset
+from .data import DataError, load_dataset
 
 UPSCALE = 4  # FER2013 faces are upscaled 4x (to 192 px) so Haar sees them at a size it handles well
 
@@ -62,6 +64,58 @@ def measure_framing(faces: np.ndarray) -> dict:
     q = np.percentile(arr, [25, 50, 75], axis=0)
     return {"framing": framing.__dict__, "faces": len(faces), "detected": len(boxes),
             "box_quartiles_48px": {name: q[:, i].round(2).tolist() for i, name in enumerate("xywh")}}
+
+
+# YuNet misses faces that fill the frame edge to edge (it was trained on faces in scenes), so each
+# upscaled FER2013 face is searched on a canvas twice its size, its border pixels replicated outwards.
+# At 4x its landmarks drift on loosely framed faces: round trips of crops of known framing (the test)
+# read 2.8x as 3.25x; from 6x up they come back within 3%.
+LANDMARK_UPSCALE = 6  # 48 px faces searched at 288 px
+LANDMARK_PAD = 0.5  # canvas border on each side, as a fraction of the upscaled face
+
+
+def landmarks_in_fer_face(face: np.ndarray, detector) -> tuple[tuple, np.ndarray] | None:
+    """YuNet's largest box and its 5 landmarks in an upscaled 48x48 face, in 48x48 pixel units, or None."""
+    up = LANDMARK_UPSCALE
+    side = FACE_SIZE * up
+    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+    pad = int(side * LANDMARK_PAD)
+    canvas = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    found = detector.detect_faces(canvas)
+    if not found or found[0].landmarks is None:
+        return None
+    x, y, w, h = found[0].box
+    box = ((x - pad) / up, (y - pad) / up, w / up, h / up)
+    return box, (np.asarray(found[0].landmarks, dtype=np.float64) - pad) / up
+
+
+def framing_from_landmarks(landmarks: np.ndarray) -> Framing:
+    """The eye-anchored Framing that maps the (median) landmarks back to the full 48x48 frame.
+
+    ``landmarks``: (N, 5, 2) in 48x48 pixel units, YuNet's order (right eye, left eye, nose, mouth corners).
+    """
+    pts = np.median(np.asarray(landmarks, dtype=np.float64), axis=0)
+    eyes, mouth = (pts[0] + pts[1]) / 2, (pts[3] + pts[4]) / 2
+    ref = float(np.hypot(*(mouth - eyes)))
+    centre = FACE_SIZE / 2
+    return Framing(scale=round(FACE_SIZE / ref, 3), shift_x=round(float((centre - eyes[0]) / ref), 3),
+                   shift_y=round(float((centre - eyes[1]) / ref), 3), anchor="eyes")
+
+
+def measure_landmark_framing(faces: np.ndarray, detector=None) -> dict:
+    """YuNet on each face: the eye-anchored and the box Framing that describe how FER2013 is framed."""
+    from ..pipeline.detect import YuNetDetector
+
+    detector = detector or YuNetDetector(max_side=0)  # no downscaling: the canvas is small already
+    found = [r for r in (landmarks_in_fer_face(f, detector) for f in faces) if r is not None]
+    if not found:
+        raise RuntimeError("the detector found no face in any of the given images")
+    boxes = np.array([b for b, _ in found])
+    points = np.array([p for _, p in found])
+    eye_mouth = np.hypot(*(((points[:, 3] + points[:, 4]) - (points[:, 0] + points[:, 1])) / 2).T)
+    return {"detector": "yunet", "framing": framing_from_landmarks(points).to_dict(),
+            "box_framing": framing_from_boxes(boxes).to_dict(), "faces": len(faces), "detected": len(found),
+            "eye_mouth_quartiles_48px": np.percentile(eye_mouth, [25, 50, 75]).round(2).tolist()}
 
 
 # The framings tried on labelled photos: box-anchored (any detector) and, where the detector gives
@@ -246,9 +300,22 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.record or ():
             record_photo_framing(name, detector.kind, Framing(**result["framing"]), Framing(**result["box_framing"]))
         return
-    train = load_dataset(args.data)["Training"]
-    idx = np.linspace(0, len(train) - 1, min(args.n, len(train))).astype(int)
-    result = measure_framing(train.images[idx])
+    if args.detector == "yunet" and args.record:
+        p.error("--record with --data stores the Haar box measurement (--detector haar); YuNet's FER2013 framing "
+                "is reported for comparison, and photo framings are measured with --photos")
+    try:
+        train = load_dataset(args.data)["Training"]
+    except DataError as exc:
+        p.exit(2, f"{p.prog}: error: {exc}\n")
+    faces = train.images[np.linspace(0, len(train) - 1, min(args.n, len(train))).astype(int)]
+    if args.detector == "haar":
+        result = measure_framing(faces)
+    else:
+        from ..cli.options import detector_spec
+        from ..pipeline.detect import make_detector
+
+        # The options given (score threshold, model file), but no downscaling: the canvas is small already.
+        result = measure_landmark_framing(faces, make_detector(**detector_spec(args), max_side=0))
     print(json.dumps(result, indent=2))
     for name in args.record or ():
         record_framing(name, Framing(**result["framing"]))

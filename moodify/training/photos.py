@@ -184,6 +184,22 @@ def photo_report(outcomes: Sequence[PhotoOutcome], *, seconds: float | None = No
     return report
 
 
+def write_photo_predictions(outcomes: Sequence[PhotoOutcome], path: str | os.PathLike) -> None:
+    """One CSV row per photo: its label, what the pipeline said (or why nothing), and the probabilities."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "predicted", "correct", "confidence", "faces", "error", *EMOTIONS])
+        for o in outcomes:
+            label = EMOTIONS[o.photo.label]
+            if o.probabilities is None:
+                predicted = "" if o.error else "no face"
+                writer.writerow([o.photo.name, label, predicted, False, "", o.faces, o.error or "", *[""] * len(EMOTIONS)])
+                continue
+            k = int(np.argmax(o.probabilities))
+            writer.writerow([o.photo.name, label, EMOTIONS[k], k == o.photo.label, f"{o.probabilities[k]:.4f}",
+                             o.faces, "", *(f"{p:.4f}" for p in o.probabilities)])
+
+
 def format_photo_report(report: dict, *, header: str) -> str:
     lines = [header,
              f"  accuracy {report['accuracy']:.2%}   macro-F1 {report['macro_f1']:.4f}   photos {report['n']}   "
