@@ -164,3 +164,29 @@ def test_fer2013_measurement_with_yunet_reports_and_refuses_to_record(tmp_path, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_level_beyond_is_recorded_on_the_landmark_framings_only(tmp_path, capsys):
+    """``--level-beyond 15 --record M``: M's eye-anchored framings turn tilted heads; box framings stay as they were."""
+    import shutil
+
+    from moodify.model.registry import load_model, resolve_model_path
+    from moodify.training.framing import main
+
+    path = tmp_path / "model.pt"
+    shutil.copy(resolve_model_path(None)[0], path)
+    before = load_model(path).preprocessing.framings
+    main(["--level-beyond", "12", "--record", str(path)])
+    assert "recorded level_beyond=12.0" in capsys.readouterr().out
+    after = load_model(path).preprocessing.framings
+    assert after["yunet"].level_beyond == 12.0 and after["yunet"].scale == before["yunet"].scale
+    assert after["yunet:box"] == before["yunet:box"] and after["haar"] == before["haar"]
+    # Misuse ends in one error line (after the usage, for a wrong combination), and changes nothing.
+    for argv, says in ((["--level-beyond", "12"], "goes with --record"),
+                       (["--level-beyond", "200", "--record", str(path)], "degrees from 0 to 180")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert says in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert load_model(path).preprocessing.framings == after

@@ -10,7 +10,7 @@ from PIL import Image
 
 import moodify
 from moodify.model.registry import ModelError, load_checkpoint, resolve_model_path
-from moodify.pipeline.preprocess import FER2013_FRAMING, crop_face
+from moodify.pipeline.preprocess import FER2013_FRAMING, Framing, crop_face
 
 ASTRONAUT_FACE = (177, 66, 95, 95)  # x, y, w, h of the Haar box on skimage's astronaut
 
@@ -177,3 +177,41 @@ def test_batch_workers_crop_with_the_same_pipeline(recognizer, astronaut_bgr, mo
     assert np.array_equal(crops, np.stack([f.crop for f in faces]))
     with pytest.raises(RuntimeError, match="only detects and crops"):
         cropper.predict(crops)
+
+
+def _turned(bgr: np.ndarray, degrees: float) -> np.ndarray:
+    h, w = bgr.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(bgr, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_a_crop_is_levelled_only_when_the_eyes_tilt_beyond_what_fer2013_shows(recognizer, astronaut_bgr):
+    """The shipped framing turns a face upright past 15 degrees of tilt, and leaves a slight tilt alone.
+
+    (tests/test_photos.py measures what that does for tilted heads on KDEF; the astronaut is no use
+    there: YuNet reads her head as level however far it is turned.)
+    """
+    from dataclasses import replace
+
+    framing = recognizer.model.preprocessing.framing_for("yunet")
+    assert framing.level_beyond == 15.0 and not framing.rotate  # benchmarks/bench_tilt.py; models/MODEL_CARD.md
+    eyes = np.array([[100.0, 100.0], [140.0, 100.0]])
+    for degrees, turned in ((10, False), (-14, False), (20, True), (-40, True)):
+        t = np.radians(degrees)
+        turn = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        points = np.vstack([eyes, [[120, 120], [105, 140], [135, 140]]]) @ turn.T
+        angle = framing.placement((80, 70, 80, 90), points)[3]
+        assert angle == (pytest.approx(t) if turned else 0.0), degrees
+    # A face tilted 5 degrees is cropped exactly as without the threshold.
+    slight = _turned(astronaut_bgr, 5)
+    face = recognizer.analyze(slight)[0]
+    gray = cv2.cvtColor(slight, cv2.COLOR_BGR2GRAY)
+    assert np.array_equal(face.crop, crop_face(gray, face.box, replace(framing, level_beyond=None),
+                                               landmarks=face.landmarks))
+
+
+def test_a_framing_refuses_a_tilt_threshold_that_is_not_an_angle():
+    for bad in (-1.0, float("nan"), 180.0):
+        with pytest.raises(ValueError, match="level_beyond"):
+            Framing(anchor="eyes", level_beyond=bad)
+    assert Framing(level_beyond=0.0).needs_landmarks

@@ -23,9 +23,9 @@ MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
 # ensemble of two larger networks, more accurate and about 12x slower (models/MODEL_CARD*.md).
 REGISTRY: dict[str, dict[str, str]] = {
     "default": {"file": "moodify-fer2013-fast.pt", "summary": "fast",
-                "sha256": "b636c57f2e0d43ec4d2d61949b626e434eccf589238305c80812e5b3fc4fe39e"},
+                "sha256": "79b7f9803a2abbe8a3fced32732335fc151f02bcc69b0a40a56b0f797af95c12"},
     "accurate": {"file": "moodify-fer2013-ensemble.pt", "summary": "slower",
-                 "sha256": "b7ae550f6fb830a0b8d6f5b599d4a8def26c888a718e21c8a3371141bb5b90c5"},
+                 "sha256": "860af09ff58e749bde7c8225851149e5ea9fd6c31f252b79992c398eadb7b7a9"},
 }
 
 

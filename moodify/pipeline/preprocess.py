@@ -35,6 +35,10 @@ class Framing:
     The square's side is ``scale`` reference lengths; its centre is the anchor moved by
     ``(shift_x, shift_y)`` reference lengths (positive ``shift_y``: towards the chin).
     ``rotate``: turn the crop so the eyes are level (needs landmarks).
+    ``level_beyond``: turn it so only when the eyes tilt by more than this many degrees (needs
+    landmarks; None: never, unless ``rotate``). FER2013's faces tilt by up to 16 degrees in 95 of
+    100, so a face within that is cropped as it is and a head tilted further is shown upright
+    (``benchmarks/bench_tilt.py``; the model cards give the figures).
     """
 
     scale: float = 1.0
@@ -42,6 +46,7 @@ class Framing:
     shift_y: float = 0.0
     anchor: str = "box"
     rotate: bool = False
+    level_beyond: float | None = None  # degrees
 
     def __post_init__(self) -> None:
         if self.anchor not in ("box", "eyes"):
@@ -50,10 +55,12 @@ class Framing:
             raise ValueError(f"framing scale must be a positive number, got {self.scale}")
         if not (np.isfinite(self.shift_x) and np.isfinite(self.shift_y)):
             raise ValueError(f"framing shifts must be numbers, got {self.shift_x}, {self.shift_y}")
+        if self.level_beyond is not None and not (np.isfinite(self.level_beyond) and 0 <= self.level_beyond < 180):
+            raise ValueError(f"framing level_beyond must be degrees from 0 to 180, got {self.level_beyond}")
 
     @property
     def needs_landmarks(self) -> bool:
-        return self.anchor == "eyes" or self.rotate
+        return self.anchor == "eyes" or self.rotate or self.level_beyond is not None
 
     def placement(self, box, landmarks=None) -> tuple[float, float, float, float]:
         """(centre x, centre y, side, angle in radians) of the crop square for one face."""
@@ -64,8 +71,9 @@ class Framing:
                 raise ValueError("this framing needs the detector's landmarks")
             pts = np.asarray(landmarks, dtype=np.float64)
             right_eye, left_eye = pts[0], pts[1]
-            if self.rotate:
-                angle = float(np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]))
+            tilt = float(np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]))
+            if self.rotate or (self.level_beyond is not None and abs(np.degrees(tilt)) > self.level_beyond):
+                angle = tilt
         # The face's own axes: across (eye line) and down (towards the chin).
         across = np.array([np.cos(angle), np.sin(angle)])
         down = np.array([-np.sin(angle), np.cos(angle)])

@@ -251,6 +251,28 @@ def copy_photo_framings(source: str, targets: list[str]) -> None:
               f"(new sha256: update the registry if it is a shipped model)")
 
 
+def record_level_beyond(degrees: float | None, targets: list[str]) -> None:
+    """Set ``level_beyond`` on every landmark framing stored in ``targets`` (their sha256 change)."""
+    from dataclasses import replace
+
+    from ..errors import ModelError
+    from ..model.registry import rewrite_checkpoint
+
+    def update(ckpt: dict) -> None:
+        framings = {k: Framing(**f) for k, f in (ckpt["preprocessing"].get("framings") or {}).items()}
+        with_landmarks = [k for k, f in framings.items() if f.anchor == "eyes"]
+        if not with_landmarks:
+            raise ModelError("no eye-anchored photo framing stored to level (measure them with --photos)")
+        for k in with_landmarks:
+            framings[k] = replace(framings[k], level_beyond=degrees)
+        ckpt["preprocessing"]["framings"] = {k: f.to_dict() for k, f in framings.items()}
+
+    for name in targets:
+        path = rewrite_checkpoint(name, update)
+        print(f"recorded level_beyond={degrees} in {path}'s eye-anchored framings "
+              f"(new sha256: update the registry if it is a shipped model)")
+
+
 def main(argv: list[str] | None = None) -> None:
     from ..cli.options import add_detector_arguments
 
@@ -272,7 +294,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--copy-from", metavar="MODEL", default=None,
                    help="measure nothing: write the photo framings stored in MODEL (every detector's) into the "
                         "--record checkpoints, e.g. for a retrained network that keeps its predecessor's crop")
+    p.add_argument("--level-beyond", type=float, metavar="DEGREES", default=None,
+                   help="measure nothing: make the eye-anchored framings in the --record checkpoints turn a face "
+                        "upright when its eyes tilt by more than DEGREES (benchmarks/bench_tilt.py measures it)")
     args = p.parse_args(argv)
+    if args.level_beyond is not None:
+        if not args.record or args.photos or args.copy_from:
+            p.error("--level-beyond goes with --record alone: the checkpoints whose framings it changes")
+        from ..errors import MoodifyError
+
+        try:
+            record_level_beyond(args.level_beyond, args.record)
+        except (MoodifyError, ValueError) as exc:
+            p.exit(2, f"{p.prog}: error: {exc}\n")
+        return
     if args.copy_from:
         if not args.record:
             p.error("--copy-from needs --record: the checkpoints to write the framings into")
