@@ -156,7 +156,7 @@ def test_shipped_defaults_reach_the_real_photo_targets_on_kdef_val():
     # noise) and 61.4% half profiles (target 58%; 62.0% before crops were levelled past 15 degrees of
     # tilt), with 67.5% / 40.2% before YuNet and these crops.
     assert straight["accuracy"] >= 0.78, straight["accuracy"]
-    assert half["accuracy"] >= 0.61, half["accuracy"]
+    assert half["accuracy"] >= 0.60, half["accuracy"]  # 4 photos of margin over 61.4%; the target is 58%
     assert not straight["no_face"] and len(half["no_face"]) <= 5
 
 
@@ -169,7 +169,9 @@ def test_tilted_heads_are_classified_about_as_well_as_upright_ones_on_kdef():
     from moodify.pipeline.images import load_image
     from moodify.pipeline.preprocess import crop_face
 
-    photos = load_photos(KDEF / "meta.csv", where=["split=train", "angle=S"])[::7]  # 100 photos, 50 people
+    everyone = load_photos(KDEF / "meta.csv", where=["split=train", "angle=S"])
+    photos = [everyone[i] for i in sorted(np.random.default_rng(0).choice(len(everyone), 100, replace=False))]
+    assert len({p.label for p in photos}) == 7
     labels = [EMOTIONS[p.label] for p in photos]
     recognizer = moodify.Recognizer()
     never = replace(recognizer.model.preprocessing.framing_for("yunet"), level_beyond=None)
@@ -191,6 +193,7 @@ def test_tilted_heads_are_classified_about_as_well_as_upright_ones_on_kdef():
     for angle in (30, -30):
         shipped, unturned = accuracy(angle)
         # Measured on all 700 train photos (benchmarks/bench_tilt.py): upright 78.1%; turned +30 / -30,
-        # 76.0% / 76.7% with the shipped framing against 57.3% / 63.0% with the crop never turned.
+        # 76.0% / 76.7% with the shipped framing against 57.3% / 63.0% with the crop never turned
+        # (on these 100: 80% upright; 82% / 82% against 60% / 64%).
         assert shipped >= upright - 0.07, (angle, shipped, upright)
-        assert shipped >= unturned + 0.07, (angle, shipped, unturned)
+        assert shipped >= unturned + 0.10, (angle, shipped, unturned)
