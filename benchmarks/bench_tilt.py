@@ -35,7 +35,7 @@ def main() -> None:
     from moodify.model.registry import load_model
     from moodify.pipeline.detect import make_detector
     from moodify.pipeline.images import ImageError, load_image
-    from moodify.pipeline.preprocess import crop_face
+    from moodify.pipeline.preprocess import crop_face, eye_tilt
     from moodify.training.photos import load_photos
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,8 +79,7 @@ def main() -> None:
             if not faces or faces[0].landmarks is None:
                 continue
             found[i] = True
-            (rx, ry), (lx, ly) = faces[0].landmarks[:2]
-            tilts.append(np.degrees(np.arctan2(ly - ry, lx - rx)))
+            tilts.append(np.degrees(eye_tilt(faces[0].landmarks)))
             gray = cv2.cvtColor(turned, cv2.COLOR_BGR2GRAY)
             for way, framing in ways.items():
                 crops[way][i] = crop_face(gray, faces[0].box, framing, landmarks=faces[0].landmarks)

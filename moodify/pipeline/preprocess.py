@@ -24,6 +24,18 @@ import torch
 FACE_SIZE = 48  # pixels
 
 
+def eyes_and_mouth(landmarks) -> tuple[np.ndarray, np.ndarray]:
+    """The midpoints of the eyes and of the mouth corners, from 5 landmarks in YuNet's order."""
+    pts = np.asarray(landmarks, dtype=np.float64)
+    return (pts[0] + pts[1]) / 2, (pts[3] + pts[4]) / 2
+
+
+def eye_tilt(landmarks) -> float:
+    """How far the eye line is turned from level, in radians (positive: the left eye lower in the image)."""
+    pts = np.asarray(landmarks, dtype=np.float64)
+    return float(np.arctan2(pts[1, 1] - pts[0, 1], pts[1, 0] - pts[0, 0]))
+
+
 @dataclass(frozen=True)
 class Framing:
     """Where the network's square crop sits on a detected face.
@@ -69,16 +81,14 @@ class Framing:
         if self.needs_landmarks:
             if landmarks is None:
                 raise ValueError("this framing needs the detector's landmarks")
-            pts = np.asarray(landmarks, dtype=np.float64)
-            right_eye, left_eye = pts[0], pts[1]
-            tilt = float(np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0]))
+            tilt = eye_tilt(landmarks)
             if self.rotate or (self.level_beyond is not None and abs(np.degrees(tilt)) > self.level_beyond):
                 angle = tilt
         # The face's own axes: across (eye line) and down (towards the chin).
         across = np.array([np.cos(angle), np.sin(angle)])
         down = np.array([-np.sin(angle), np.cos(angle)])
         if self.anchor == "eyes":
-            eyes, mouth = (pts[0] + pts[1]) / 2, (pts[3] + pts[4]) / 2
+            eyes, mouth = eyes_and_mouth(landmarks)
             ref = max(float(np.hypot(*(mouth - eyes))), 1.0)
             anchor = eyes
         else:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..cli.options import HelpFormatter
 from ..pipeline.detect import HaarDetector
-from ..pipeline.preprocess import FACE_SIZE, Framing
+from ..pipeline.preprocess import FACE_SIZE, Framing, eyes_and_mouth
 from .data import DataError, load_dataset
 
 UPSCALE = 4  # FER2013 faces are upscaled 4x (to 192 px) so Haar sees them at a size it handles well
@@ -94,8 +94,7 @@ def framing_from_landmarks(landmarks: np.ndarray) -> Framing:
 
     ``landmarks``: (N, 5, 2) in 48x48 pixel units, YuNet's order (right eye, left eye, nose, mouth corners).
     """
-    pts = np.median(np.asarray(landmarks, dtype=np.float64), axis=0)
-    eyes, mouth = (pts[0] + pts[1]) / 2, (pts[3] + pts[4]) / 2
+    eyes, mouth = eyes_and_mouth(np.median(np.asarray(landmarks, dtype=np.float64), axis=0))
     ref = float(np.hypot(*(mouth - eyes)))
     centre = FACE_SIZE / 2
     return Framing(scale=round(FACE_SIZE / ref, 3), shift_x=round(float((centre - eyes[0]) / ref), 3),
@@ -112,7 +111,7 @@ def measure_landmark_framing(faces: np.ndarray, detector=None) -> dict:
         raise RuntimeError("the detector found no face in any of the given images")
     boxes = np.array([b for b, _ in found])
     points = np.array([p for _, p in found])
-    eye_mouth = np.hypot(*(((points[:, 3] + points[:, 4]) - (points[:, 0] + points[:, 1])) / 2).T)
+    eye_mouth = [float(np.hypot(*(mouth - eyes))) for eyes, mouth in map(eyes_and_mouth, points)]
     return {"detector": "yunet", "framing": framing_from_landmarks(points).to_dict(),
             "box_framing": framing_from_boxes(boxes).to_dict(), "faces": len(faces), "detected": len(found),
             "eye_mouth_quartiles_48px": np.percentile(eye_mouth, [25, 50, 75]).round(2).tolist()}
