@@ -15,14 +15,19 @@ import streamlit as st
 import moodify
 from moodify.app_support.charts import mood_timeline_chart, probability_chart, video_timeline_chart
 from moodify.app_support.results import (encode_png, face_thumbnail, faces_table, fit_for_display, percent,
-                                         records_json, results_records, results_table, table_csv)
+                                         records_json, results_records, results_table, styled_table, table_csv,
+                                         without_name)
 from moodify.app_support.session import detector_key, live_analyzer, model_choices, session_recognizer
 from moodify.app_support.uploads import pin_torch_threads, read_image_upload
 from moodify.pipeline.draw import annotate
+from moodify.video.timeline import person_line
 from moodify.video.tracking import SMOOTHING
 
 LIVE_REFRESH_S = 0.25  # seconds between redraws of the live charts
 DISPLAY_MAX_SIDE = 1400  # pixels: pictures are shown (and offered as PNG) at most this large
+# The picture column's width on a 1024-pixel-wide browser window, the smallest we lay out for:
+# labels are drawn to be read there (a number alone where the full labels do not fit).
+PICTURE_SHOWN_PX = 285
 VIDEO_TYPES = ["mp4", "mov", "m4v", "avi", "mkv", "webm"]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 # The sidebar's detection sliders. The no-face hint names them by these very labels, and only the
@@ -111,7 +116,7 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
     """Annotated picture, a card per face (number, crop, 7 bars), the table and the downloads."""
     saliency = explain_faces(faces) if explain and faces else [None] * len(faces)
     small, shown = fit_for_display(bgr, faces, max_side=DISPLAY_MAX_SIDE)
-    annotated = annotate(small, shown)
+    annotated = annotate(small, shown, shown_width=PICTURE_SHOWN_PX)
     summary = (f"{len(faces)} face{'s' if len(faces) != 1 else ''} found" if faces else "no face found")
     picture_col, faces_col = st.columns([3, 2])
     picture_col.image(annotated, channels="BGR", caption=f"{name}: {summary}")
@@ -129,7 +134,7 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
                 chart_col.altair_chart(probability_chart(face, height=175), width="stretch")
     table = faces_table(faces, image=name)
     if faces:
-        st.dataframe(table, hide_index=True, column_config=_table_columns())
+        st.dataframe(styled_table(table), hide_index=True)
     stem = name.rsplit(".", 1)[0] or "image"
     c1, c2, c3 = st.columns(3)
     c1.download_button("Download CSV", table_csv(table), f"{stem}-moodify.csv", "text/csv",
@@ -145,24 +150,6 @@ def explain_faces(faces: list[moodify.Face], *, size: int = 160) -> list:
     from moodify.app_support.explain import face_saliency
 
     return face_saliency(current_model(), faces, size=size)
-
-
-def _without_name(message: str, name: str) -> str:
-    """moodify's error messages start with the input's name; the app shows the name already."""
-    return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
-
-
-def percent_column(name: str):
-    """A table column of probabilities shown with one decimal, as ``moodify.pipeline.rows.percent`` writes them.
-
-    Streamlit's "percent" format shows up to 2 decimals and drops trailing zeros ("93.28%" next to
-    "0.8%") unless ``step`` fixes the precision: it shows (decimals of ``step``) - 2 of them.
-    """
-    return st.column_config.NumberColumn(name, format="percent", step=0.001)
-
-
-def _table_columns() -> dict:
-    return {name: percent_column(name) for name in ("confidence", *moodify.EMOTIONS)}
 
 
 def analyze_upload(data: bytes, name: str, settings: dict):
@@ -186,7 +173,7 @@ def upload_mode(settings: dict) -> None:
                 bgr, faces = analyze_upload(file.getvalue(), file.name, settings)
         except moodify.ImageError as exc:
             errors[file.name] = str(exc)
-            st.error(f"**{file.name}** could not be read: {_without_name(str(exc), file.name)}")
+            st.error(f"**{file.name}** could not be read: {without_name(str(exc), file.name)}")
             continue
         results.append((file.name, faces))
         # The first few photos open; a long batch stays compact until a photo is clicked.
@@ -194,10 +181,11 @@ def upload_mode(settings: dict) -> None:
                          expanded=len(results) <= 3):
             show_picture_result(file.name, bgr, faces, key=f"upload-{i}", detector=settings["detector"],
                                 explain=settings["explain"])
-    if len(files) > 1 and results:
+    if len(files) > 1:
+        # Every photo has a row, in the table and both downloads: its faces, "no face", or why it could not be read.
         st.subheader("All photos")
-        table = results_table(results)
-        st.dataframe(table, hide_index=True, column_config=_table_columns())
+        table = results_table(results, errors=errors)
+        st.dataframe(styled_table(table), hide_index=True)
         c1, c2 = st.columns(2)
         c1.download_button("Download all as CSV", table_csv(table), "moodify-results.csv", "text/csv",
                            key="all-csv", on_click="ignore")
@@ -215,7 +203,7 @@ def snapshot_mode(settings: dict) -> None:
     try:
         bgr, faces = analyze_upload(shot.getvalue(), "snapshot.jpg", settings)
     except moodify.ImageError as exc:
-        st.error(f"The camera picture could not be read: {_without_name(str(exc), 'snapshot.jpg')}")
+        st.error(f"The camera picture could not be read: {without_name(str(exc), 'snapshot.jpg')}")
         return
     show_picture_result("snapshot.jpg", bgr, faces, key="snapshot", detector=settings["detector"],
                         explain=settings["explain"])
@@ -233,16 +221,18 @@ def live_mode(settings: dict) -> None:
 
     if loopback_ice_requested():
         patch_loopback_ice()
-    # Per browser session: the hand-over object, and a tracker/smoother rebuilt when settings change.
+    # Per browser session: the hand-over object (which keeps the last session after STOP), and a
+    # tracker/smoother rebuilt when settings change or a session starts.
     live: LiveResults = st.session_state.setdefault("live_results", LiveResults())
     analyzer: FrameAnalyzer = live_analyzer(st.session_state, current_model(), settings)
     meter = FpsMeter()
 
     def on_frame(frame: av.VideoFrame) -> av.VideoFrame:
-        # Runs on streamlit-webrtc's worker thread: no st.* here, only the hand-over below.
+        # Runs on streamlit-webrtc's worker thread: no st.* here, only the hand-over below. It reads
+        # ``analyzer`` when called, so a session started below gets its fresh one.
         bgr = frame.to_ndarray(format="bgr24")
         result = analyzer.process(bgr)
-        live.publish([(face.track_id, face) for face in result.faces])
+        live.publish(result)
         return av.VideoFrame.from_ndarray(annotate_tracks(bgr, result.faces, fps=meter.tick(), copy=False),
                                           format="bgr24")
 
@@ -256,9 +246,18 @@ def live_mode(settings: dict) -> None:
     status, chart_area = chart_col.empty(), chart_col.empty()
     timeline_area = st.empty()
     if not (ctx.state.playing or ctx.state.signalling):
-        status.info("Press **START** and allow the camera. Each person gets a box, a number that follows "
-                    "them, and their emotion, smoothed over time as set in the sidebar.")
+        st.session_state["live_running"] = False
+        snap = live.read()
+        if not snap.frames:
+            status.info("Press **START** and allow the camera. Each person gets a box, a number that follows "
+                        "them, and their emotion, smoothed over time as set in the sidebar.")
+            return
+        show_live_session(live, snap, status=status, chart_area=chart_area, timeline_area=timeline_area)
         return
+    if not st.session_state.get("live_running"):  # START: a new session, from frame 0 and person 1
+        st.session_state["live_running"] = True
+        live.new_session()
+        analyzer = live_analyzer(st.session_state, current_model(), settings, new_session=True)
     # Until the first frame arrives, say so: the WebRTC connection can take a while, or never come.
     # Streamlit reruns this script when the connection's state changes, which ends this wait.
     start, frames_before, logged = time.monotonic(), live.read().frames, False
@@ -287,6 +286,23 @@ def live_mode(settings: dict) -> None:
         time.sleep(LIVE_REFRESH_S)
 
 
+def show_live_session(live, snap, *, status, chart_area, timeline_area) -> None:
+    """After STOP: the last session's summary per person, its timeline chart and its CSV."""
+    status.markdown(f"**Last session** (stopped): **{snap.frames}** frames analysed; **{len(snap.summary)} "
+                    f"{'person' if len(snap.summary) == 1 else 'people'}** seen. Press **START** for a new one.")
+    with chart_area.container():
+        for row in snap.summary.to_dict("records"):
+            st.markdown(person_line(row))
+        st.download_button("Download timeline CSV", live.timeline_csv(), "moodify-live-timeline.csv", "text/csv",
+                           key="live-csv", on_click="ignore")
+    with timeline_area.container():
+        if not snap.timeline.empty:
+            st.markdown(f"**Mood timeline**: the last {live.history_s:.0f} s of the session.")
+            st.altair_chart(mood_timeline_chart(snap.timeline), width="stretch")
+        if not snap.summary.empty:
+            show_people_table(snap.summary)
+
+
 def video_mode(settings: dict) -> None:
     from moodify.errors import VideoError
 
@@ -304,7 +320,7 @@ def video_mode(settings: dict) -> None:
         st.session_state["video_result"], st.session_state["video_key"] = result, key
     result = st.session_state["video_result"]
     if isinstance(result, str):
-        st.error(f"**{file.name}** could not be analysed: {_without_name(result, file.name)}")
+        st.error(f"**{file.name}** could not be analysed: {without_name(result, file.name)}")
         return
     if result.damage:
         st.warning(f"{file.name} is damaged: {result.damage}. The results cover the "
@@ -318,19 +334,11 @@ def video_mode(settings: dict) -> None:
     with side_col:
         if summary.empty:
             st.warning(f"No face found in {file.name}. {no_face_hint(settings['detector'])}")
-        for row in summary.itertuples():
-            st.markdown(f"**Person {row.track_id}**: mostly **{row.main_emotion}** "
-                        f"({percent(getattr(row, row.main_emotion))} of the time), seen {row.first_s:.1f}-"
-                        f"{row.last_s:.1f} s")
+        for row in summary.to_dict("records"):
+            st.markdown(person_line(row))
     if not summary.empty:
         # Full width: in the side column its 12 columns were cut off on the right.
-        st.markdown("**Share of time in each emotion, per person**")
-        st.dataframe(summary, hide_index=True, width="stretch",
-                     column_config={"track_id": st.column_config.NumberColumn("person"),
-                                    "first_s": st.column_config.NumberColumn("from (s)", format="%.1f"),
-                                    "last_s": st.column_config.NumberColumn("to (s)", format="%.1f"),
-                                    "main_emotion": st.column_config.TextColumn("mostly"),
-                                    **{e: percent_column(e) for e in moodify.EMOTIONS}})
+        show_people_table(summary)
     if not timeline.empty:
         st.markdown("**Emotion timeline**: per person, how sure the model is of each emotion over time "
                     "(smoothed as set in the sidebar); the band on top is the label shown on the video.")
@@ -342,6 +350,15 @@ def video_mode(settings: dict) -> None:
                            key="video-mp4", on_click="ignore")
     c2.download_button("Download timeline CSV", result.csv, f"{stem}-moodify-timeline.csv", "text/csv",
                        key="video-csv", on_click="ignore")
+
+
+def show_people_table(summary) -> None:
+    """The per-person summary of a video or a live session (``EmotionSummary.rows()``) as a table."""
+    st.markdown("**Share of time in each emotion, per person**")
+    st.dataframe(styled_table(summary.drop(columns=["main_emotion"])), hide_index=True, width="stretch",
+                 column_config={"track_id": st.column_config.NumberColumn("person"),
+                                "first_s": st.column_config.NumberColumn("from (s)"),
+                                "last_s": st.column_config.NumberColumn("to (s)")})
 
 
 def analyze_video_upload(file, settings: dict):

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -52,16 +53,25 @@ def test_loopback_switch_reads_the_environment(monkeypatch):
     assert loopback_ice_requested()
 
 
-def _face(top: str, box=(10, 10, 50, 50)) -> Face:
-    return Face(box, {e: (0.7 if e == top else 0.05) for e in EMOTIONS})
+def _face(top: str, box=(10, 10, 50, 50), track_id: int = 1):
+    from moodify.video import TrackedFace
+
+    probs = {e: (0.7 if e == top else 0.05) for e in EMOTIONS}
+    return TrackedFace(box, probs, track_id=track_id, raw_probabilities=probs)
+
+
+def _frame(index: int, t: float, *faces):
+    from moodify.video import FrameResult
+
+    return FrameResult(index, t, list(faces), True)
 
 
 def test_live_results_keep_latest_faces_and_a_rolling_timeline():
     live = LiveResults(history_s=10)
     assert live.read().frames == 0 and live.read().timeline.empty
     for i in range(30):  # one frame a second for 30 s; two faces until second 20
-        faces = [(1, _face("happy")), (2, _face("sad"))] if i < 20 else [(1, _face("surprise"))]
-        live.publish(faces, t=100.0 + i)
+        faces = [_face("happy"), _face("sad", track_id=2)] if i < 20 else [_face("surprise")]
+        live.publish(_frame(i, float(i), *faces))
     snap = live.read()
     assert snap.frames == 30
     assert [(n, f.emotion) for n, f in snap.faces] == [(1, "surprise")]
@@ -71,13 +81,30 @@ def test_live_results_keep_latest_faces_and_a_rolling_timeline():
     assert timeline[timeline["face"] == 2]["emotion"].unique().tolist() == ["sad"]
 
 
+def test_live_keeps_the_last_session_after_stop_with_its_csv():
+    """STOP cleared the chart and the timeline, and Live had no download: the last session's
+    summary and timeline CSV (the columns of `moodify live --csv`) stay until the next START."""
+    from moodify.video import CSV_COLUMNS
+
+    live = LiveResults(history_s=10)
+    for i in range(40):  # person 1 happy throughout, person 2 sad for 10 frames
+        live.publish(_frame(i, i / 10, _face("happy"), *([_face("sad", track_id=2)] if i < 10 else [])))
+    snap = live.read()  # what the page shows after STOP: nothing was cleared
+    assert snap.summary["track_id"].tolist() == [1, 2] and snap.summary["mood"].tolist() == ["mostly happy", "mostly sad"]
+    timeline = pd.read_csv(io.BytesIO(live.timeline_csv()))
+    assert tuple(timeline.columns) == CSV_COLUMNS and len(timeline) == 50
+    assert timeline["time_s"].max() == pytest.approx(3.9)
+    live.new_session()  # START again
+    assert live.read().frames == 0 and live.read().summary.empty and len(live.timeline_csv().splitlines()) == 1
+
+
 def test_live_results_survive_a_busy_writer_thread():
     live = LiveResults(history_s=1e6)
     done = threading.Event()
 
     def writer():
         for i in range(2000):
-            live.publish([(1, _face("happy")), (2, _face("fear"))], t=float(i))
+            live.publish(_frame(i, float(i), _face("happy"), _face("fear", track_id=2)))
         done.set()
 
     thread = threading.Thread(target=writer)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from moodify import EMOTIONS, Face
-from moodify.pipeline.draw import annotate, face_label
+from moodify.pipeline.draw import LEGIBLE_TEXT_PX, annotate, face_label, label_layout
 from moodify.app_support.results import (TABLE_COLUMNS, encode_png, face_thumbnail, faces_table, fit_for_display,
                                          probabilities_table, records_json, results_records, results_table,
                                          table_csv)
@@ -44,7 +44,7 @@ def test_table_numbers_faces_as_the_picture_does(two_faces):
 
 def test_label_drawn_for_face_one_sits_on_face_one(two_faces):
     canvas = np.full((240, 360, 3), 255, np.uint8)
-    drawn = annotate(canvas, two_faces, bars=False)
+    drawn = annotate(canvas, two_faces)
     table = faces_table(two_faces)
     first = table[table["face"] == 1].iloc[0]
     # The box outline of face 1 is painted at the table's coordinates (and not at face 2's).
@@ -82,19 +82,32 @@ def test_csv_round_trips(two_faces):
     np.testing.assert_allclose(back[list(EMOTIONS)].to_numpy(), table[list(EMOTIONS)].to_numpy(), atol=1e-6)
 
 
-def test_no_faces_gives_a_header_only_csv():
+def test_every_upload_gets_one_row_in_every_download(two_faces):
+    """"Download all as CSV" left an unreadable file out (only the JSON had it), and a picture
+    without a face gave a header-only CSV: every upload now has a row in both, with the reason."""
     table = faces_table([], image="wall.jpg")
-    assert table.empty and list(table.columns) == list(TABLE_COLUMNS)
-    assert table_csv(table).decode().strip() == ",".join(TABLE_COLUMNS)
+    assert table["path"].tolist() == ["wall.jpg"] and table["emotion"].tolist() == ["no face"]
+    errors = {"bad.txt": "bad.txt: not an image"}
+    table = results_table([("a.jpg", two_faces), ("wall.jpg", [])], errors=errors)
+    back = pd.read_csv(io.BytesIO(table_csv(table)), keep_default_na=False)
+    assert back["path"].tolist() == ["a.jpg", "a.jpg", "wall.jpg", "bad.txt"]
+    assert back["emotion"].tolist() == ["happy", "sad", "no face", ""]
+    assert back["error"].tolist() == ["", "", "", "not an image"]  # the reason, as batch's error column
+    records = results_records([("a.jpg", two_faces), ("wall.jpg", [])], errors=errors)
+    assert [r["path"] for r in records] == back["path"].drop_duplicates().tolist()
+    assert records[-1] == {"path": "bad.txt", "error": "not an image"}
 
 
-def test_json_records_carry_numbers_and_errors(two_faces):
-    records = results_records([("a.jpg", two_faces)], errors={"bad.txt": "bad.txt: not an image"})
-    data = json.loads(records_json(records))
-    assert [f["face"] for f in data[0]["faces"]] == [1, 2]
-    assert data[0]["faces"][0]["emotion"] == "happy"
-    assert data[0]["faces"][1]["box"] == {"x": 20, "y": 60, "w": 60, "h": 60}
-    assert data[1] == {"path": "bad.txt", "error": "bad.txt: not an image"}
+def test_table_shows_percentages_as_the_cards_do_and_no_none_cells(two_faces):
+    """The app's table truncated (96.1%) where the card, the picture and the CLI round (96.2%), and
+    a photo without a face showed "None" in every cell."""
+    from moodify.app_support.results import percent, styled_table
+
+    face = _face((0, 0, 10, 10), "happy", 0.9615)
+    html = styled_table(results_table([("a.jpg", [face]), ("wall.jpg", [])],
+                                      errors={"bad.txt": "bad.txt: not an image"})).to_html()
+    assert percent(0.9615) == "96.2%" and ">96.2%</td>" in html and face_label(face, 1) == "1 happy 96.2%"
+    assert "None" not in html and "nan" not in html.lower() and "&lt;NA&gt;" not in html
 
 
 def test_probabilities_table_keeps_emotion_order(two_faces):
@@ -160,18 +173,49 @@ def _drawn_outside_outline(box, size=(600, 600), **kwargs) -> tuple[np.ndarray, 
     return changed, area
 
 
-@pytest.mark.parametrize("bars", [True, False])
-def test_label_and_bars_stay_off_the_face_and_chin(bars):
+def test_label_stays_off_the_face_and_chin():
     """The label panel was drawn over the chin and neck: nothing but the box outline is drawn on the
     face or just below it, and the label is there, in full, around it."""
-    changed, area = _drawn_outside_outline((250, 250, 100, 100), bars=bars)
+    changed, area = _drawn_outside_outline((250, 250, 100, 100))
     assert not changed[area].any()
     label = changed.copy()
     label[240:360, 240:360] = False  # the box and its outline
     rows, cols = np.nonzero(label)
     assert rows.size > 200 and rows.max() < 250  # a label block, above the box
-    if bars:
-        assert rows.max() - rows.min() > 40  # 7 bars under the label text
+
+
+def _group(n: int = 4, *, width: int = 760, height: int = 240, face: int = 90) -> list[Face]:
+    """``n`` faces side by side, as in a group photo (the boxes YuNet finds on four astronauts)."""
+    step = width // n
+    return [_face((i * step + (step - face) // 2, 45, face, int(face * 1.2)), "happy", 0.951) for i in range(n)]
+
+
+@pytest.mark.parametrize("shown_width", [None, 760, 285])
+def test_group_photo_labels_cover_no_other_face_and_read_when_shown_small(shown_width):
+    """Four faces side by side: each label ran into the next face's box, and at a 1024-pixel window
+    (the picture ~285 px wide) none could be read. No label covers another face or another label,
+    each stays in the picture, and its letters are LEGIBLE_TEXT_PX high as shown."""
+    faces = _group()
+    labels = label_layout((240, 760, 3), faces, shown_width=shown_width)
+    assert len(labels) == len(faces)
+    for i, (label, face) in enumerate(zip(labels, faces)):
+        x, y, w, h = label.rect
+        assert x >= 0 and y >= 0 and x + w <= 760 and y + h <= 240, label
+        assert label.text.split()[0] == str(i + 1)
+        for j, other in enumerate(faces):
+            if j != i:
+                assert not _overlaps(label.rect, other.box), (label, j + 1)
+        for other in labels[i + 1:]:
+            assert not _overlaps(label.rect, other.rect), (label, other)
+        assert 22 * label.scale * (shown_width or 760) / 760 >= min(LEGIBLE_TEXT_PX, 22 * 0.4) - 0.01
+    if shown_width == 285:  # the full text cannot fit at that size: numbers, details beside the picture
+        assert [label.text for label in labels] == ["1", "2", "3", "4"]
+    if shown_width is None:
+        assert labels[0].text == "1 happy 95.1%"
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def test_face_at_the_top_edge_gets_its_label_beside_it():
@@ -192,7 +236,7 @@ def test_labels_of_two_faces_side_by_side_do_not_cover_each_other():
     alone = annotate(canvas, faces[:1])
     both = annotate(canvas, faces)
     first = (alone != 255).any(axis=2)
-    # Face 1's box, label and bars come out the same whether or not face 2 is drawn too.
+    # Face 1's box and label come out the same whether or not face 2 is drawn too.
     np.testing.assert_array_equal(both[first], alone[first])
     second = (both != alone).any(axis=2)
     assert second.sum() > 1000  # face 2's box and label are drawn, elsewhere

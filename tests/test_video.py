@@ -141,7 +141,7 @@ def test_video_writes_browser_playable_annotated_video_csv_and_summary(moving_av
     assert lines[0].split()[:3] == ["person", "seen", "(s)"]
     person = lines[1].split()
     assert person[0] == "1" and person[1] == "0.0-1.5" and person[2] == "24"
-    assert sum(int(v.rstrip("%")) for v in person[3:10]) == pytest.approx(100, abs=3)
+    assert sum(float(v.rstrip("%")) for v in person[3:10]) == pytest.approx(100, abs=3)
     assert "24 frames read" in stdout and "h264" in stdout
 
 
@@ -359,3 +359,21 @@ def test_summary_shares_per_person():
     (row,) = summary.rows()
     assert row["track_id"] == 7 and row["happy"] == 0.75 and row["sad"] == 0.25 and row["main_emotion"] == "happy"
     assert "mostly happy" in summary.format()
+
+
+def test_a_near_tie_is_called_mixed_the_same_way_everywhere():
+    """A person 26% sad, 25% happy, 25% neutral was "mostly sad"; `moodify video`, `moodify live`
+    (both print ``EmotionSummary.format``) and the app (``person_line``) now say "mixed"."""
+    from moodify.video import FrameResult, TrackedFace
+    from moodify.video.timeline import mood, person_line
+
+    summary = EmotionSummary()
+    labels = ["sad"] * 26 + ["happy"] * 25 + ["neutral"] * 25 + ["angry"] * 24
+    for i, label in enumerate(labels):
+        probs = dict.fromkeys(EMOTIONS, 0.0) | {label: 1.0}
+        summary.add(FrameResult(i, i / 10, [TrackedFace((0, 0, 10, 10), probs, track_id=1)], True))
+    (row,) = summary.rows()
+    assert row["mood"] == "mixed: sad / happy / neutral / angry"
+    assert summary.format().splitlines()[1].endswith("mixed: sad / happy / neutral / angry")
+    assert person_line(row).startswith("Person 1: mixed: sad / happy / neutral / angry (26.0% / 25.0% / 25.0% / 24.0%")
+    assert mood({"happy": 0.7, "sad": 0.3}) == "mostly happy"

@@ -3,17 +3,19 @@ the page, what to say while the camera connects, and a test-only switch for loop
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
 
 import pandas as pd
 
 from ..labels import EMOTIONS
 from ..pipeline.recognizer import Face
+from ..video.frames import FrameResult
+from ..video.timeline import CSV_COLUMNS, SUMMARY_COLUMNS, EmotionSummary, timeline_rows
 
 # Test-only: set to 1 to make aiortc offer only 127.0.0.1 ICE candidates, which is what lets a
 # headless browser in a loopback-only network namespace reach the live-webcam stream.
@@ -39,50 +41,78 @@ def patch_loopback_ice() -> None:
     aioice.ice.get_host_addresses = loopback_only
 
 
+# Rows of the session's timeline CSV kept in memory: over 2 hours of one face at 10 analysed frames
+# a second. Past that the oldest rows go, so a webcam left running cannot fill the server's memory.
+MAX_TIMELINE_ROWS = 100_000
+
+
 @dataclass(frozen=True)
 class LiveSnapshot:
-    """What the UI thread reads: frames analysed so far, the faces of the latest frame, the timeline."""
+    """What the UI thread reads: frames analysed in this session, the faces of the latest frame,
+    the recent timeline for the chart and the session's per-person summary."""
 
     frames: int
     faces: list[tuple[int, Face]]  # (face number / track id, face), as drawn on the latest frame
     timeline: pd.DataFrame  # one row per face per frame over the last ``history_s`` seconds
+    summary: pd.DataFrame  # one row per person since START: ``EmotionSummary.rows()``, as `moodify live` prints
 
 
 class LiveResults:
     """The hand-over between the webcam frame callback (another thread) and the Streamlit script.
 
     The callback calls ``publish`` for every analysed frame and never touches ``st.*``; the script
-    polls ``read`` to redraw its charts. One lock guards both, so a read never sees half a frame.
+    polls ``read`` to redraw its charts, and after STOP still finds the last session there: its
+    summary and its timeline CSV (``timeline_csv``, the columns of ``moodify live --csv``) until
+    ``new_session`` at the next START. One lock guards it all, so a read never sees half a frame.
     """
 
-    def __init__(self, *, history_s: float = 30.0):
+    def __init__(self, *, history_s: float = 30.0, max_rows: int = MAX_TIMELINE_ROWS):
         self.history_s = history_s
         self._lock = threading.Lock()
-        self._frames = 0
-        self._faces: list[tuple[int, Face]] = []
-        self._rows: deque[dict] = deque()
-        self._t0: float | None = None
+        self._max_rows = max_rows
+        self.new_session()
 
-    def publish(self, faces: Sequence[tuple[int, Face]], *, t: float | None = None) -> None:
-        """Record one analysed frame taken at ``t`` seconds (monotonic clock by default)."""
-        t = time.monotonic() if t is None else t
-        rows = [{"face": number, "emotion": face.emotion, "confidence": face.confidence, **face.probabilities}
-                for number, face in faces]
+    def new_session(self) -> None:
+        """Forget the last session (called at START)."""
         with self._lock:
-            if self._t0 is None:
-                self._t0 = t
+            self._frames = 0
+            self._faces: list[tuple[int, Face]] = []
+            self._rows: deque[dict] = deque()
+            self._csv_rows: deque[list] = deque(maxlen=self._max_rows)
+            self._summary = EmotionSummary()
+
+    def publish(self, result: FrameResult) -> None:
+        """Record one analysed frame (``result.time``: seconds since the session's first frame)."""
+        t = result.time
+        faces = [(face.track_id, face) for face in result.faces]
+        rows = [{"time_s": t, "face": number, "emotion": face.emotion, "confidence": face.confidence,
+                 **face.probabilities} for number, face in faces]
+        csv_rows = timeline_rows(result)
+        with self._lock:
             self._frames += 1
-            self._faces = list(faces)
-            for row in rows:
-                self._rows.append({"time_s": t - self._t0, **row})
-            while self._rows and self._rows[0]["time_s"] < t - self._t0 - self.history_s:
+            self._faces = faces
+            self._rows.extend(rows)
+            while self._rows and self._rows[0]["time_s"] < t - self.history_s:
                 self._rows.popleft()
+            self._csv_rows.extend(csv_rows)
+            self._summary.add(result)
 
     def read(self) -> LiveSnapshot:
         with self._lock:
-            frames, faces, rows = self._frames, list(self._faces), list(self._rows)
+            frames, faces, rows, summary = self._frames, list(self._faces), list(self._rows), self._summary.rows()
         columns = ["time_s", "face", "emotion", "confidence", *EMOTIONS]
-        return LiveSnapshot(frames, faces, pd.DataFrame(rows, columns=columns))
+        return LiveSnapshot(frames, faces, pd.DataFrame(rows, columns=columns),
+                            pd.DataFrame(summary, columns=SUMMARY_COLUMNS))
+
+    def timeline_csv(self) -> bytes:
+        """The session's timeline as CSV bytes (``CSV_COLUMNS``), ready for a download button."""
+        with self._lock:
+            rows = list(self._csv_rows)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(rows)
+        return buf.getvalue().encode("utf-8")
 
 
 # How long the Live mode waits for the first webcam frame after START before saying something is wrong.

@@ -23,45 +23,63 @@ from ..pipeline.rows import BOX_COLUMNS, FACE_COLUMNS, PERCENT_FORMAT, face_row,
 
 __all__ = ["NO_FACE", "PERCENT_FORMAT", "TABLE_COLUMNS", "encode_png", "face_thumbnail", "faces_table",
            "fit_for_display", "percent", "probabilities_table", "records_json", "results_records", "results_table",
-           "table_csv"]
+           "styled_table", "table_csv", "without_name"]
 
-# Columns of every per-face table, in order: the picture, then the face as every output describes it.
-TABLE_COLUMNS: tuple[str, ...] = ("path", *FACE_COLUMNS)
+# Columns of every per-face table, in order: the picture, the face as every output describes it,
+# and why a picture has no face row (it could not be read), as ``moodify batch``'s ``error`` column.
+TABLE_COLUMNS: tuple[str, ...] = ("path", *FACE_COLUMNS, "error")
 NO_FACE = "no face"  # the emotion column of the row for an image in which no face was found
+PERCENT_COLUMNS: tuple[str, ...] = ("confidence", *EMOTIONS)  # probabilities, shown as percentages
 
 # One analysed image: its display name and its faces in recognizer order (or an error message).
 ImageResult = tuple[str, Sequence[Face]]
 
 
 def faces_table(faces: Sequence[Face], *, image: str = "") -> pd.DataFrame:
-    """One row per face of one image: ``face`` (1, 2, ... as drawn), emotion, box and probabilities.
-
-    A picture without a face gives a table with no rows (the app says "no face found" beside it).
-    """
-    return results_table([(image, faces)], no_face_rows=False)
+    """One row per face of one image: ``face`` (1, 2, ... as drawn), emotion, box and probabilities;
+    a picture without a face gives its one "no face" row (see ``results_table``)."""
+    return results_table([(image, faces)])
 
 
-def results_table(results: Iterable[ImageResult], *, no_face_rows: bool = True) -> pd.DataFrame:
+def results_table(results: Iterable[ImageResult], *, errors: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per face across several images; face numbers restart at 1 in each image.
 
-    An image in which no face was found still gets a row (``no_face_rows``), so a table of several
-    photos names every one of them: no ``face`` number (faces are numbered from 1 everywhere, and
-    this row is no face: empty, as in ``moodify batch``'s row with ``faces=0``), emotion ``"no face"``
-    (``NO_FACE``), an empty box and empty probabilities. ``face`` and the box columns are then
-    pandas' nullable ``Int64`` and the probabilities ``float`` with NaN, so the table still sorts,
-    filters and averages like one of faces only.
+    Every image gets at least one row, as in ``moodify batch``, so a table of several photos names
+    every one of them: an image in which no face was found has no ``face`` number (faces are
+    numbered from 1 everywhere, and this row is no face), emotion ``"no face"`` (``NO_FACE``), an
+    empty box and empty probabilities; an image that could not be read (``errors``: name -> message)
+    has its reason in ``error`` and nothing else. ``face`` and the box columns are pandas' nullable
+    ``Int64`` and the probabilities ``float`` with NaN, so the table still sorts, filters and
+    averages like one of faces only.
     """
     rows = []
     for image, faces in results:
-        if not faces and no_face_rows:
+        if not faces:
             rows.append({"path": image, "face": pd.NA, "emotion": NO_FACE})
         for number, face in numbered(faces):
             values = face_row(number, face.box, [face.probabilities[e] for e in EMOTIONS])
             rows.append({"path": image, **dict(zip(FACE_COLUMNS, values))})
+    rows += [{"path": image, "emotion": "", "error": without_name(message, image)}
+             for image, message in (errors or {}).items()]
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     # An empty table keeps usable dtypes, so callers can filter and sort it like a full one.
     return table.astype({"path": str, "face": "Int64", "emotion": str, "confidence": float,
-                         **{c: "Int64" for c in BOX_COLUMNS}, **{e: float for e in EMOTIONS}})
+                         **{c: "Int64" for c in BOX_COLUMNS}, **{e: float for e in EMOTIONS}}).assign(
+        error=table["error"].astype(object).fillna("").astype(str))
+
+
+def styled_table(table: pd.DataFrame):
+    """``table`` for ``st.dataframe``: every probability written by ``percent`` (as the cards, the
+    picture and the CLI write it; Streamlit's own "percent" format truncated 96.15% to 96.1%),
+    missing values as empty cells (not "None"), and the numbers kept, so columns still sort."""
+    present = [c for c in PERCENT_COLUMNS if c in table.columns]
+    return table.style.format(na_rep="", precision=1).format(percent, subset=present, na_rep="")
+
+
+def without_name(message: str, name: str) -> str:
+    """moodify's error messages start with the input's name; a row or a page that shows the name
+    already gives the rest, as ``moodify batch``'s ``error`` column does."""
+    return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
 
 
 def table_csv(table: pd.DataFrame) -> bytes:
@@ -72,11 +90,11 @@ def table_csv(table: pd.DataFrame) -> bytes:
 def results_records(results: Iterable[ImageResult], *, errors: dict[str, str] | None = None) -> list[dict]:
     """JSON-ready records, one per image: ``{"path", "faces": [{"face": k, box, emotion, ...}]}``,
     the document ``moodify classify --json`` prints; images that failed appear as
-    ``{"path", "error"}`` when ``errors`` names them.
+    ``{"path", "error"}`` when ``errors`` names them (the reason, as in ``results_table``).
     """
     records = [{"path": image, "faces": [{"face": k, **f.to_dict()} for k, f in numbered(faces)]}
                for image, faces in results]
-    records += [{"path": image, "error": message} for image, message in (errors or {}).items()]
+    records += [{"path": image, "error": without_name(message, image)} for image, message in (errors or {}).items()]
     return records
 
 

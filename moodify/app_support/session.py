@@ -38,11 +38,13 @@ def session_recognizer(state: MutableMapping, model, settings: dict) -> Recogniz
     return Recognizer(model=model, detector=state["detector"])
 
 
-def live_analyzer(state: MutableMapping, model, settings: dict) -> FrameAnalyzer:
+def live_analyzer(state: MutableMapping, model, settings: dict, *, new_session: bool = False) -> FrameAnalyzer:
     """This session's live-webcam analyzer: a detector of its own and ``moodify live``'s webcam
-    settings (detector on every 3rd frame, at 320 px), rebuilt when the settings or model change."""
+    settings (detector on every 3rd frame, at 320 px), rebuilt when the settings or model change,
+    or for a ``new_session`` (START: time from 0, people numbered from 1). A new object, not a
+    reset: the webcam thread may still be finishing a frame with the old one."""
     key = (detector_key(settings), settings["smoothing"], settings["model"])
-    if state.get("live_key") != key:
+    if new_session or state.get("live_key") != key:
         recognizer = Recognizer(model=model, detector=make_detector(**dict(detector_key(settings))))
         state["live_analyzer"] = FrameAnalyzer.live(recognizer, smoothing=settings["smoothing"])
         state["live_key"] = key

@@ -1,13 +1,13 @@
-"""Drawing results onto images: boxes, numbered labels and probability bars (BGR, OpenCV)."""
+"""Drawing results onto images: boxes and numbered labels (BGR, OpenCV)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from ..labels import EMOTIONS
 from .recognizer import Face
 from .rows import percent
 
@@ -23,88 +23,136 @@ EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
 }
 
 
+# The height of a label's capital letters where a viewer sees the picture, in screen pixels: 12 px
+# is small print that still reads on a laptop.
+LEGIBLE_TEXT_PX = 12
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_CAP_PX_AT_SCALE_1 = 22  # cv2.getTextSize's height of "1" in _FONT at scale 1.0
+
+
 def face_label(face: Face, number: int | None = None) -> str:
     """``"1 happy 93.3%"``: the number shown on the picture and in tables, the top emotion, confidence."""
     prefix = f"{number} " if number is not None else ""
     return f"{prefix}{face.emotion} {percent(face.confidence)}"
 
 
-def annotate(bgr: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[int] | None = None,
-             bars: bool = True) -> np.ndarray:
-    """A copy of ``bgr`` with each face boxed, labelled ``number emotion confidence`` and, when
-    ``bars``, a small bar per emotion under the label. ``numbers`` default to 1, 2, ... in order.
+@dataclass(frozen=True)
+class Label:
+    """One face's label as drawn: its text and the filled tag behind it (x, y, w, h in picture pixels)."""
 
-    The label and its bars never cover the face: they sit above the box, or beside it when the
-    face is too near the top of the picture, and never in the box or just below it (the chin and
-    neck a viewer looks at; a dark panel there hid them).
+    text: str
+    rect: tuple[int, int, int, int]
+    scale: float  # the font scale; the capital letters are ``_CAP_PX_AT_SCALE_1 * scale`` pixels high
+
+
+def annotate(bgr: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[int] | None = None,
+             shown_width: int | None = None) -> np.ndarray:
+    """A copy of ``bgr`` with each face boxed and labelled (``label_layout``): ``number emotion
+    confidence`` where every face's label fits beside its face, else the number alone (the app
+    gives each number's details beside the picture). ``numbers`` default to 1, 2, ... in order;
+    ``shown_width`` is how many pixels wide the picture will be seen (None: its own width)."""
+    return _annotate_into(bgr.copy(), faces, numbers=numbers, shown_width=shown_width)
+
+
+def label_layout(shape: tuple[int, ...], faces: Sequence[Face], *, numbers: Sequence[int] | None = None,
+                 shown_width: int | None = None) -> list[Label]:
+    """Where each face's label goes on a picture of ``shape``, so that it can be read and hides nothing.
+
+    No label covers another face's box or another label, and none lies inside its own face's box
+    or in the chin band below it (box-height/3, where a viewer looks at chin and neck): it sits
+    above the box, right or left of it, or below the chin band: the first of these inside the
+    picture that is free. Its capital letters are at least ``LEGIBLE_TEXT_PX`` high once the
+    picture is shrunk to ``shown_width`` pixels. Where the full labels do not all fit (a group photo,
+    a picture shown small), every face gets its number alone; a number with no free place at all
+    goes in the top-left corner of its own box.
     """
-    return _annotate_into(bgr.copy(), faces, numbers=numbers, bars=bars)
+    numbers = list(numbers) if numbers is not None else list(range(1, len(faces) + 1))
+    scale = _text_scale(shape, shown_width)
+    full = _place([face_label(f, n) for f, n in zip(faces, numbers)], [f.box for f in faces], shape, scale)
+    if all(label is not None for label in full):
+        return full
+    placed = _place([str(n) for n in numbers], [f.box for f in faces], shape, scale)
+    return [label or _inside_box(str(n), face.box, scale) for label, n, face in zip(placed, numbers, faces)]
+
+
+def _text_scale(shape: tuple[int, ...], shown_width: int | None) -> float:
+    """The font scale: one that reads at the picture's own size, larger when it is shown shrunk."""
+    scale = max(0.4, min(1.2, max(shape[:2]) / 1000))
+    if shown_width and shown_width < shape[1]:
+        scale = max(scale, LEGIBLE_TEXT_PX * shape[1] / shown_width / _CAP_PX_AT_SCALE_1)
+    return scale
+
+
+def _thickness(scale: float) -> int:
+    return max(1, int(round(scale * 2)))
+
+
+def _tag_size(text: str, scale: float) -> tuple[int, int]:
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, _thickness(scale))
+    pad = max(2, int(round(3 * scale)))
+    return tw + 2 * pad, th + base + 2 * pad
+
+
+def _place(texts: Sequence[str], boxes: Sequence[tuple[int, int, int, int]], shape: tuple[int, ...],
+           scale: float) -> list[Label | None]:
+    """Each text's tag at the first free candidate place around its box (None where none is free)."""
+    H, W = shape[:2]
+    gap = _thickness(scale) + 2
+    taken = [tuple(int(v) for v in box) for box in boxes]  # every face; labels join as they are placed
+    labels: list[Label | None] = []
+    for i, (text, box) in enumerate(zip(texts, boxes)):
+        width, height = _tag_size(text, scale)
+        x, y, w, h = box
+        left = min(max(x, 0), max(W - width, 0))
+        side_top = min(max(y, 0), max(H - height, 0))
+        candidates = [(left, y - gap - height), (x + w + gap, side_top), (x - gap - width, side_top),
+                      (left, y + h + h // 3 + gap)]
+        others = taken[:i] + taken[i + 1:]  # its own box is not in the way of places around it
+        free = next(((cx, cy) for cx, cy in candidates
+                     if cx >= 0 and cy >= 0 and cx + width <= W and cy + height <= H
+                     and not any(_overlap((cx, cy, width, height), r) for r in others)), None)
+        if free is None:
+            labels.append(None)
+            continue
+        labels.append(Label(text, (*free, width, height), scale))
+        taken.append((*free, width, height))
+    return labels
+
+
+def _inside_box(text: str, box: tuple[int, int, int, int], scale: float) -> Label:
+    width, height = _tag_size(text, scale)
+    return Label(text, (int(box[0]), int(box[1]), width, height), scale)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
 
 
 def _annotate_into(out: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[int] | None,
-                   bars: bool) -> np.ndarray:
-    numbers = list(numbers) if numbers is not None else list(range(1, len(faces) + 1))
-    scale = max(0.4, min(1.2, max(out.shape[:2]) / 1000))  # text size that reads at any resolution
-    thick = max(1, int(round(scale * 2)))
-    taken = [tuple(face.box) for face in faces]  # no label covers a face, nor another label
-    for face, number in zip(faces, numbers):
+                   shown_width: int | None = None) -> np.ndarray:
+    labels = label_layout(out.shape, faces, numbers=numbers, shown_width=shown_width)
+    for face, label in zip(faces, labels):
         x, y, w, h = face.box
         color = EMOTION_COLORS[face.emotion]
+        thick = _thickness(label.scale)
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick + 1)
-        text = face_label(face, number)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        label_h, bar_h = th + base + 4, max(3, th // 2)
-        width, height = tw + 4, th + base + 4 + (len(EMOTIONS) * (bar_h + 1) if bars else 0)
-        left, top = _label_place(out.shape[:2], face.box, (width, height), gap=thick + 2, taken=taken)
-        taken.append((left, top, width, height))
-        cv2.rectangle(out, (left, top), (left + width - 1, top + label_h - 1), color, cv2.FILLED)
-        cv2.putText(out, text, (left + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick,
-                    cv2.LINE_AA)
-        if bars:
-            _draw_bars(out, face, left, top + label_h + 1, width - 1, bar_h)
+        lx, ly, lw, lh = label.rect
+        cv2.rectangle(out, (lx, ly), (lx + lw - 1, ly + lh - 1), color, cv2.FILLED)
+        pad = max(2, int(round(3 * label.scale)))
+        (_, th), _ = cv2.getTextSize(label.text, _FONT, label.scale, thick)
+        cv2.putText(out, label.text, (lx + pad, ly + pad + th), _FONT, label.scale, (0, 0, 0), thick, cv2.LINE_AA)
     return out
 
 
-def _label_place(shape: tuple[int, int], box: tuple[int, int, int, int], size: tuple[int, int], *,
-                 gap: int, taken: Sequence[tuple[int, int, int, int]] = ()) -> tuple[int, int]:
-    """Top-left corner for a ``size`` (width, height) label block: above the box, else to its right,
-    else to its left, else below the chin band (box-height/3 under the box); the first of these
-    inside the picture that covers none of the ``taken`` rectangles (x, y, w, h: the faces and the
-    labels placed so far), else the first inside the picture. Only a face that leaves no room at
-    all gets its label over the box."""
-    H, W = shape
-    x, y, w, h = box
-    width, height = size
-    left = min(max(x, 0), max(W - width, 0))
-    side_top = min(max(y, 0), max(H - height, 0))
-    candidates = [(left, y - gap - height), (x + w + gap, side_top), (x - gap - width, side_top),
-                  (left, y + h + h // 3 + gap)]
-    inside = [(cx, cy) for cx, cy in candidates if cx >= 0 and cy >= 0 and cx + width <= W and cy + height <= H]
-    for cx, cy in inside:
-        if not any(cx < tx + tw and tx < cx + width and cy < ty + th and ty < cy + height
-                   for tx, ty, tw, th in taken):
-            return cx, cy
-    return inside[0] if inside else (left, 0)
-
-
-def _draw_bars(img: np.ndarray, face: Face, x: int, y: int, width: int, bar_h: int) -> None:
-    for i, emotion in enumerate(EMOTIONS):
-        top = y + i * (bar_h + 1)
-        if top + bar_h >= img.shape[0]:
-            break
-        length = int(round(face.probabilities[emotion] * width))
-        cv2.rectangle(img, (x, top), (x + width, top + bar_h - 1), (60, 60, 60), cv2.FILLED)
-        if length:
-            cv2.rectangle(img, (x, top), (x + length, top + bar_h - 1), EMOTION_COLORS[emotion], cv2.FILLED)
-
-
 def annotate_tracks(bgr: np.ndarray, faces: Sequence[Face], *, fps: float | None = None,
-                    status: Sequence[str] = (), bars: bool = True, copy: bool = True) -> np.ndarray:
+                    status: Sequence[str] = (), copy: bool = True) -> np.ndarray:
     """Video frames: like ``annotate`` but each face is numbered by its ``track_id`` (stable
     across frames), with an optional FPS counter and status lines (``"REC"``, ``"PAUSED"``) in
     the top-left corner. ``copy=False`` draws in place, which live video can afford."""
     numbers = [getattr(face, "track_id", i) for i, face in enumerate(faces, start=1)]
-    out = _annotate_into(bgr.copy() if copy else bgr, faces, numbers=numbers, bars=bars)
+    out = _annotate_into(bgr.copy() if copy else bgr, faces, numbers=numbers)
     lines = ([f"{fps:.1f} fps"] if fps is not None else []) + list(status)
     if lines:
         draw_overlay(out, lines)

@@ -13,13 +13,56 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from ..errors import VideoError
 from ..labels import EMOTIONS
-from ..pipeline.rows import FACE_COLUMNS, face_row, numbered
+from ..pipeline.rows import FACE_COLUMNS, face_row, numbered, percent
 from .frames import FrameResult
 
 CSV_COLUMNS = ("time_s", "frame", "track_id", *FACE_COLUMNS, "label", "label_confidence")
+# The per-person summary: ``EmotionSummary.rows()``, one dict per person with these keys.
+SUMMARY_COLUMNS = ("track_id", "first_s", "last_s", "frames", "main_emotion", "mood", *EMOTIONS)
+# A person is "mostly X" only when X's share of the time leads every other emotion's by at least
+# this much; emotions closer to the top than that are named together ("mixed: sad / happy").
+CLEAR_LEAD = 0.10
+
+
+def mood_emotions(shares: Mapping[str, float], *, lead: float = CLEAR_LEAD) -> list[str]:
+    """The emotions within ``lead`` of the largest share of the time, largest first (one when it is clear)."""
+    ranked = sorted(shares.items(), key=lambda item: -item[1])  # stable: EMOTIONS order on equal shares
+    top = ranked[0][1] if ranked else 0.0
+    return [emotion for emotion, share in ranked if share > 0 and round(top - share, 9) < lead]
+
+
+def mood(shares: Mapping[str, float], *, lead: float = CLEAR_LEAD) -> str:
+    """``"mostly happy"``, or ``"mixed: sad / happy / neutral"`` when no emotion's share of the time
+    is ``lead`` ahead of the next: what ``moodify video``, ``moodify live`` and the app call a person."""
+    close = mood_emotions(shares, lead=lead)
+    if len(close) == 1:
+        return f"mostly {close[0]}"
+    return "mixed: " + " / ".join(close) if close else "no face"
+
+
+def person_line(row: Mapping) -> str:
+    """One person of ``EmotionSummary.rows()`` in words: ``"Person 1: mostly happy (95.0% of the
+    time), seen 0.0-12.3 s"``, with every emotion of a mixed mood and its share."""
+    shares = {e: row[e] for e in EMOTIONS}
+    named = mood_emotions(shares)
+    return (f"Person {row['track_id']}: {mood(shares)} ({' / '.join(percent(shares[e]) for e in named)} of the "
+            f"time), seen {row['first_s']:.1f}-{row['last_s']:.1f} s")
+
+
+def timeline_rows(result: FrameResult) -> list[list]:
+    """The ``CSV_COLUMNS`` values of one processed frame, one list per face, as the CSV writes them."""
+    rows = []
+    for number, face in numbered(result.faces):
+        raw = [face.raw_probabilities[e] for e in EMOTIONS]
+        number, x, y, w, h, emotion, confidence, *probs = face_row(number, face.box, raw)
+        rows.append([f"{result.time:.4f}", result.index, face.track_id, number, x, y, w, h, emotion,
+                     f"{confidence:.6f}", *(f"{p:.6f}" for p in probs), face.emotion, f"{face.confidence:.6f}"])
+    return rows
+
 
 class TimelineWriter:
     """The CSV timeline: ``CSV_COLUMNS``, one row per face per processed frame, flushed after
@@ -36,13 +79,9 @@ class TimelineWriter:
         self.rows = 0
 
     def write(self, result: FrameResult) -> None:
-        for number, face in numbered(result.faces):
-            raw = [face.raw_probabilities[e] for e in EMOTIONS]
-            number, x, y, w, h, emotion, confidence, *probs = face_row(number, face.box, raw)
-            self._writer.writerow([f"{result.time:.4f}", result.index, face.track_id, number, x, y, w, h, emotion,
-                                   f"{confidence:.6f}", *(f"{p:.6f}" for p in probs),
-                                   face.emotion, f"{face.confidence:.6f}"])
-            self.rows += 1
+        rows = timeline_rows(result)
+        self._writer.writerows(rows)
+        self.rows += len(rows)
         self._fh.flush()
 
     def close(self) -> None:
@@ -66,6 +105,11 @@ class TrackSummary:
     def main_emotion(self) -> str:
         return max(self.counts, key=self.counts.get)
 
+    @property
+    def mood(self) -> str:
+        """``"mostly X"`` or ``"mixed: X / Y"`` (``mood``)."""
+        return mood(self.shares)
+
 
 class EmotionSummary:
     """Per person (track): when they were seen and the share of time in each emotion."""
@@ -83,9 +127,10 @@ class EmotionSummary:
             s.counts[face.emotion] += 1
 
     def rows(self) -> list[dict]:
-        """One dict per person: track_id, first/last time, frames, main emotion, share per emotion."""
+        """One dict per person: track_id, first/last time, frames, main emotion (the largest share),
+        mood (``"mostly X"`` or ``"mixed: X / Y"``), share per emotion."""
         return [{"track_id": s.track_id, "first_s": round(s.first_time, 3), "last_s": round(s.last_time, 3),
-                 "frames": s.frames, "main_emotion": s.main_emotion,
+                 "frames": s.frames, "main_emotion": s.main_emotion, "mood": s.mood,
                  **{e: round(v, 4) for e, v in s.shares.items()}}
                 for s in sorted(self.tracks.values(), key=lambda s: s.track_id)]
 
@@ -98,5 +143,5 @@ class EmotionSummary:
         for row in self.rows():
             seen = f"{row['first_s']:.1f}-{row['last_s']:.1f}"
             lines.append(f"{row['track_id']:>6}  {seen:>13}  {row['frames']:>6}  "
-                         + "  ".join(f"{row[e]:>8.0%}" for e in EMOTIONS) + f"  mostly {row['main_emotion']}")
+                         + "  ".join(f"{percent(row[e]):>8}" for e in EMOTIONS) + f"  {row['mood']}")
         return "\n".join(lines)
