@@ -6,6 +6,11 @@ result does not depend on which shard finished first. Refuses to merge a shard t
 running or was interrupted (its ``.progress`` log is beside it), and rows that two shards share
 (two jobs given the same K), because either would silently skew every count downstream.
 
+A finished shard leaves a record beside its output, ``OUT.shard`` (``{"shard": K, "of": N, ...}``),
+so a shard that never ran (or whose file was left behind) is noticed: merge names the missing
+ones and refuses, unless told ``allow_missing``. Shard outputs copied without their records can
+still be merged; merge then says that it could not check.
+
 Example (Slurm)::
 
     #SBATCH --array=1-8
@@ -113,9 +118,82 @@ def _check_complete_rows(df, path: str | os.PathLike) -> None:
                          f"{int(bad.sum())} such row(s): the file is damaged; rerun that shard")
 
 
+SHARD_RECORD_SUFFIX = ".shard"  # OUT.shard: which shard of how many OUT holds
+SHARD_RECORD_VERSION = 1
+
+
+def shard_record_path(out: str | os.PathLike) -> Path:
+    return Path(str(out) + SHARD_RECORD_SUFFIX)
+
+
+def write_shard_record(out: str | os.PathLike, shard: tuple[int, int] | None, *, inputs: int) -> None:
+    """Record beside a finished ``out`` which shard of how many it holds (none for an unsharded run:
+    a record left by an earlier sharded run of the same name is removed)."""
+    path = shard_record_path(out)
+    if shard is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"moodify_shard": SHARD_RECORD_VERSION, "shard": shard[0], "of": shard[1],
+                               "inputs": inputs}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_shard_record(file: Path) -> tuple[int, int] | None:
+    path = shard_record_path(file)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return int(record["shard"]), int(record["of"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BatchError(f"{path} is not a shard record moodify batch wrote; remove it to merge {file} "
+                         "without the shard check") from None
+
+
+def check_shards(files: Sequence[Path], *, allow_missing: bool = False) -> list[str]:
+    """Check from their records that ``files`` are all N shards of one job, each once.
+
+    Raises ``BatchError`` naming the missing shards (unless ``allow_missing``), shard outputs
+    without a record among ones with, or shards of different splits (K/3 with K/4). Returns
+    notes for the user: the shards merged without, or that no check was possible.
+    """
+    records = {f: _read_shard_record(f) for f in files}
+    known = {f: r for f, r in records.items() if r is not None}
+    if not known:
+        return [f"no shard records (OUT{SHARD_RECORD_SUFFIX}) beside the inputs: cannot check that every shard is here"]
+    unknown = [str(f) for f, r in records.items() if r is None]
+    if unknown and not allow_missing:
+        raise BatchError(f"{', '.join(unknown)}: no shard record beside it, unlike the other inputs (was it made "
+                         "by `moodify batch --shard K/N`?); pass --allow-missing to merge anyway")
+    splits = sorted({n for _, n in known.values()})
+    if len(splits) > 1:
+        raise BatchError("the inputs are shards of different splits (" + ", ".join(
+            f"{f} is {k}/{n}" for f, (k, n) in known.items()) + "); merge the shards of one job")
+    n = splits[0]
+    seen: dict[int, list[str]] = {}
+    for f, (k, _) in known.items():
+        seen.setdefault(k, []).append(str(f))
+    twice = {k: fs for k, fs in seen.items() if len(fs) > 1}
+    if twice:
+        k, fs = min(twice.items())
+        raise BatchError(f"shard {k}/{n} is given more than once ({', '.join(fs)})")
+    missing = [k for k in range(1, n + 1) if k not in seen]
+    if not missing:
+        return []
+    what = f"shard{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} of {n} {'are' if len(missing) > 1 else 'is'} missing"
+    if not allow_missing:
+        raise BatchError(f"{what} (have {', '.join(f'{k}/{n}' for k in sorted(seen))}): run "
+                         f"`moodify batch ... --shard K/{n}` for {'them' if len(missing) > 1 else 'it'}, "
+                         "or pass --allow-missing to merge the others")
+    return [f"warning: {what}; the merged file lacks their rows"]
+
+
 def merge_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-                overwrite: bool = False) -> tuple[int, int]:
-    """Merge batch outputs into ``out``; returns (rows written, files read)."""
+                overwrite: bool = False, allow_missing: bool = False,
+                notes: list[str] | None = None) -> tuple[int, int]:
+    """Merge batch outputs into ``out``; returns (rows written, files read). ``check_shards``'s
+    notes are appended to ``notes`` when given."""
     import pandas as pd
 
     out = Path(out)
@@ -142,6 +220,9 @@ def merge_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         holders = sorted(set(rows.loc[dup & (rows["path"] == first["path"]), "_file"]))
         raise BatchError(f"{first['path']} appears more than once (in {', '.join(holders)}): "
                          "were two shards given the same K, or the same file twice?")
+    said = check_shards(files, allow_missing=allow_missing)
+    if notes is not None:
+        notes += said
     rows = rows.assign(_key=key).sort_values(["path", "_key"], kind="stable").drop(columns=["_file", "_key"])
     _write(rows, out, fmt)
     return len(rows), len(files)
@@ -155,6 +236,8 @@ def _expand(inputs: Sequence[str | os.PathLike], *, exclude: Path) -> list[Path]
         if not matches:
             raise BatchError(f"no file matches {spec!r}")
         for m in matches:
+            if m != spec and m.endswith(SHARD_RECORD_SUFFIX):
+                continue  # a shard's record matched by the same glob as its output
             p = Path(m)
             if not p.is_file():
                 raise BatchError(f"no such file: {m}")

@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 from ..errors import BatchError
 from ..pipeline.rows import face_row, landmark_values, numbered
 from .inputs import check_inputs, iter_inputs
+from .merge import write_shard_record
 from .outputs import COLUMNS, Counts, ResumableOutput
 from .worker import _Analyzed, _analyze_many, _classify, _init_worker, _ping
 
@@ -193,6 +194,7 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
         finally:
             output.close()
         output.finish()
+        write_shard_record(out, shard, inputs=output.counts.inputs)  # for `moodify merge` to count the shards
     except OSError as exc:  # a full disk, a folder made read-only mid-run: what is committed stays committed
         then = ("free space (or fix the permissions) and rerun the same command with --resume: nothing committed "
                 "is lost" if output.interrupted_run_exists() else "choose another -o")
