@@ -105,6 +105,17 @@ def test_every_command_is_in_the_help(capsys):
         assert command in text
 
 
+def test_moodify_alone_lists_the_commands_one_line_each(capsys):
+    """`moodify` with no arguments said only "the following arguments are required: COMMAND"."""
+    from moodify import cli
+
+    assert cli.main([]) == 2
+    out = capsys.readouterr().out
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
+    assert listed == list(cli.COMMANDS) and "required" not in out
+    assert all(len(line) <= 100 for line in out.splitlines())
+
+
 @pytest.mark.slow  # a subprocess: torch imported afresh
 def test_every_command_runs_from_python_m_moodify():
     done = subprocess.run([sys.executable, "-m", "moodify", "--help"], cwd=PROJECT, capture_output=True, text=True,

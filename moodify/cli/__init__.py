@@ -35,6 +35,18 @@ COMMANDS = {
     "video": "moodify.cli.video",
     "export": "moodify.cli.export",
 }
+# One line per command, for `moodify` alone and `moodify --help` (each command's --help says the rest).
+SUMMARIES = {
+    "classify": "faces and their emotions in a few photos, printed (or --json)",
+    "train": "train an emotion CNN on FER2013",
+    "evaluate": "score a model on a FER2013 split, or the whole pipeline on labelled photos (--photos)",
+    "ensemble": "make one model of several trained ones",
+    "batch": "every face in many images into one CSV, JSONL or Parquet file (resumable, shardable)",
+    "merge": "join the outputs of `moodify batch --shard K/N` runs into one file",
+    "live": "live emotions from a webcam, video file or stream, in a window or headless",
+    "video": "annotate a video file, with a CSV timeline and a per-person summary",
+    "export": "export the model as ONNX",
+}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -47,15 +59,28 @@ def get_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION, formatter_class=HelpFormatter)
+        p = sub.add_parser(name, help=SUMMARIES[name], description=module.DESCRIPTION, formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(func=module.main)
     return parser
 
 
+def command_list() -> str:
+    """What ``moodify`` alone prints: the usage line and the commands, one line each (as ``git`` does)."""
+    width = max(map(len, COMMANDS))
+    lines = ["usage: moodify COMMAND [options]   (moodify COMMAND --help for a command's options)", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {SUMMARIES[name]}" for name in COMMANDS]
+    lines += ["", "The web app: streamlit run app.py"]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..errors import EXIT_ERROR, MoodifyError
 
+    if not (sys.argv[1:] if argv is None else argv):
+        print(command_list())
+        return EXIT_ERROR
     args = get_parser().parse_args(argv)
     # A file name that is not valid UTF-8 must not stop a run where stdout is strict UTF-8
     # (PYTHONIOENCODING=utf-8, a pipe in some locales): its odd bytes are printed as \udcXX escapes.
