@@ -108,6 +108,9 @@ def test_table_shows_percentages_as_the_cards_do_and_no_none_cells(two_faces):
                                       errors={"bad.txt": "bad.txt: not an image"})).to_html()
     assert percent(0.9615) == "96.2%" and ">96.2%</td>" in html and face_label(face, 1) == "1 happy 96.2%"
     assert "None" not in html and "nan" not in html.lower() and "&lt;NA&gt;" not in html
+    from moodify.cli.classify import _format_faces  # the CLI writes it the same way
+
+    assert "happy 96.2%" in _format_faces("a.jpg", [face], hint="")
 
 
 def test_probabilities_table_keeps_emotion_order(two_faces):

@@ -8,7 +8,7 @@ import sys
 
 from ..errors import ImageError
 from ..labels import EMOTIONS
-from ..pipeline.rows import numbered
+from ..pipeline.rows import numbered, percent
 from .options import add_detector_arguments, build_recognizer, no_face_hint
 
 DESCRIPTION = "find faces in images and print their emotions"
@@ -48,6 +48,6 @@ def _format_faces(path: str, faces, *, hint: str) -> str:
     lines = [f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}"]
     for number, face in numbered(faces):
         x, y, w, h = face.box
-        lines.append(f"  face {number}  box x={x} y={y} w={w} h={h}  {face.emotion} {face.confidence:.1%}")
-        lines.append("          " + "  ".join(f"{e} {face.probabilities[e]:.1%}" for e in EMOTIONS))
+        lines.append(f"  face {number}  box x={x} y={y} w={w} h={h}  {face.emotion} {percent(face.confidence)}")
+        lines.append("          " + "  ".join(f"{e} {percent(face.probabilities[e])}" for e in EMOTIONS))
     return "\n".join(lines)

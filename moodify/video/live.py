@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import VideoError
 from ..pipeline.draw import annotate_tracks
+from ..pipeline.rows import percent
 from .frames import FpsMeter, FrameAnalyzer, FrameResult
 from .io import VideoFrame, VideoReader, VideoWriter
 from .timeline import EmotionSummary, TimelineWriter
@@ -253,11 +254,11 @@ class LiveSession:
             if before is None:
                 x, y, w, h = face.box
                 verb = "back in sight" if tid in self._seen else "appears"
-                lines.append(f"{result.time:7.2f}s  person {tid} {verb}: {face.emotion} {face.confidence:.0%} "
+                lines.append(f"{result.time:7.2f}s  person {tid} {verb}: {face.emotion} {percent(face.confidence)} "
                              f"at x={x} y={y} w={w} h={h}")
                 self._seen.add(tid)
             elif before != face.emotion:
-                lines.append(f"{result.time:7.2f}s  person {tid}: {before} -> {face.emotion} {face.confidence:.0%}")
+                lines.append(f"{result.time:7.2f}s  person {tid}: {before} -> {face.emotion} {percent(face.confidence)}")
         for tid in [t for t in self._labels if t not in now]:
             lines.append(f"{result.time:7.2f}s  person {tid} out of sight")
         self._labels = {tid: f.emotion for tid, f in now.items()}
