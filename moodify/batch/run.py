@@ -237,7 +237,7 @@ def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec
             ctx = mp.get_context("spawn")
         executor = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                        initargs=(*init_args, True, onnx_path, os.getpid()))
-        list(executor.map(_ping, range(workers)))  # start them all now, so start-up is not counted as work
+        _start_workers(executor, workers)  # all of them now, so start-up is not counted as work
     else:
         _init_worker(*init_args, False)
     bar = _Progress(specs, shard, initial=output.counts.inputs, enabled=progress)
@@ -260,6 +260,55 @@ def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
     return Summary(output.counts, time.perf_counter() - start, processed, output.out, failures)
+
+
+WORKER_START_ROUNDS = 20  # rounds of pings that wait for every worker to answer at least once
+
+
+def _start_workers(executor, workers: int) -> None:
+    """Start every worker of ``executor``, then take the names off its queues' semaphores.
+
+    Under forkserver (or spawn) multiprocessing names each lock and semaphore of the pool's two
+    queues (3 + 2 of them) in /dev/shm, for the workers to open, and registers each name with its
+    resource tracker. A ``kill -9`` of this process left the names to that tracker, which removed
+    them and printed "resource_tracker: There appear to be 5 leaked semaphore objects" into the
+    terminal where the user was resuming. Once every worker has answered a ping it has opened
+    them, and the names serve no one: they are removed now (the open semaphores work on), so a
+    killed run leaves nothing behind and nothing to warn about.
+    """
+    pids: set[int] = set()
+    for _ in range(WORKER_START_ROUNDS):
+        pids |= set(executor.map(_ping, [0.05] * workers))  # a short hold, so each ping finds an idle worker
+        if len(pids) >= workers:
+            _unlink_queue_semaphores(executor)
+            return
+    # A worker that never answered may still have to open them: the names stay (and the warning may come back).
+
+
+def _unlink_queue_semaphores(executor) -> None:
+    """Remove the names of the semaphores of ``executor``'s call and result queues, and the exit
+    handlers (and resource-tracker entries) that would have removed them. These are
+    ``concurrent.futures`` and ``multiprocessing`` internals, unchanged since Python 3.8: if they
+    ever change, nothing is removed, and all that comes back is the tracker's warning after a kill -9."""
+    import _multiprocessing
+    from multiprocessing import resource_tracker, synchronize, util
+
+    try:
+        queues = [executor._call_queue, executor._result_queue]
+        names = {lock._semlock.name for queue in queues for lock in vars(queue).values()
+                 if isinstance(lock, synchronize.SemLock) and lock._semlock.name}
+        cleanups = [f for f in list(util._finalizer_registry.values())
+                    if getattr(f, "_callback", None) is synchronize.SemLock._cleanup and f._args[0] in names]
+    except AttributeError:
+        return
+    for finalizer in cleanups:
+        finalizer.cancel()
+    for name in names:
+        try:
+            _multiprocessing.sem_unlink(name)
+        except OSError:
+            pass
+        resource_tracker.unregister(name, "semaphore")
 
 
 def _prefetch(iterator: Iterator, n: int) -> Iterator:

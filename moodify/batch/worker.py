@@ -105,7 +105,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _ping(_: int) -> int:
+def _ping(hold_s: float = 0.0) -> int:
+    """This worker's pid, after ``hold_s`` seconds (so that the next ping goes to another worker)."""
+    time.sleep(hold_s)
     return os.getpid()
 
 
