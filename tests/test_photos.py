@@ -56,10 +56,18 @@ def test_evaluate_photos_counts_faces_misses_and_unreadable_files(labelled, tmp_
     with open(out / "predictions.csv", newline="") as f:
         rows = {r["path"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"happy/astronaut.jpg", "happy/astronaut-mirrored.png", "neutral/cat.jpg", "sad/notes.jpg"}
-    assert rows["happy/astronaut.jpg"]["predicted"] == "happy" and rows["happy/astronaut.jpg"]["correct"] == "True"
-    assert sum(float(rows["happy/astronaut.jpg"][e]) for e in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
-    assert rows["neutral/cat.jpg"]["predicted"] == "no face" and rows["neutral/cat.jpg"]["correct"] == "False"
-    assert rows["sad/notes.jpg"]["predicted"] == "" and rows["sad/notes.jpg"]["error"]
+    assert rows["happy/astronaut.jpg"]["emotion"] == "happy" and rows["happy/astronaut.jpg"]["correct"] == "True"
+    assert sum(float(rows["happy/astronaut.jpg"][e]) for e in EMOTIONS) == pytest.approx(1.0, abs=1e-5)
+    assert rows["neutral/cat.jpg"]["emotion"] == "no face" and rows["neutral/cat.jpg"]["correct"] == "False"
+    assert rows["sad/notes.jpg"]["emotion"] == "" and rows["sad/notes.jpg"]["error"]
+    # The face as `moodify batch` writes one: its columns, in its order, with its 6 decimals.
+    from moodify.batch.outputs import COLUMNS
+
+    face = rows["happy/astronaut.jpg"]
+    assert [c for c in face if c in COLUMNS] == [c for c in COLUMNS if c in face] == ["path", "face", "faces", "x", "y",
+                                                                                       "w", "h", "emotion", "confidence",
+                                                                                       *EMOTIONS, "error"]
+    assert face["face"] == "1" and all(len(face[c].split(".")[1]) == 6 for c in ("confidence", *EMOTIONS))
 
 
 def test_evaluate_photos_with_tta_scores_what_the_api_gives_with_flip_averaging(labelled, tmp_path, capsys):

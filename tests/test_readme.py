@@ -34,7 +34,8 @@ LINE_SKIPS = {
     "moodify train": "trains a network for hours on FER2013",
     "torchrun": "trains a network on 4 processes for hours",
     "moodify ensemble": "needs the models the train lines above make (tests/test_ensemble.py runs it on made ones)",
-    "moodify evaluate --photos labels.csv": "needs labelled photos of your own (tests/test_photos.py runs it on made ones)",
+    "moodify merge 'part-*.csv'": "needs all 8 shards, made on 8 machines: one alone is refused as incomplete "
+                                  "(tests/test_batch.py merges real shards and checks that refusal)",
 }
 NEEDS_DATA = "--data ../shared/data"  # run where FER2013 is present, reached as the README has it: ../shared/data
 
@@ -120,6 +121,8 @@ def reader(tmp_path_factory, astronaut_bgr, recognizer):
         cv2.imwrite(str(work / "faces" / f"face-{k}.png"), np.roll(crop, k, axis=1))
     _video(work / "talk.mp4", astronaut_bgr, seconds=3)
     _video(work / "clip.mp4", astronaut_bgr, seconds=2)
+    # Labelled photos with the columns the README's `evaluate --photos my-photos.csv --where split=val` uses.
+    (work / "my-photos.csv").write_text("path,label,split\nphoto.jpg,happy,val\nphotos/portrait-1.jpg,happy,train\n")
     if FER2013_CSV.exists():  # ../shared/data, seen from the folder the commands run in
         (root / "shared").mkdir()
         (root / "shared" / "data").symlink_to(DATA_ROOT.resolve(), target_is_directory=True)

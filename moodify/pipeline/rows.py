@@ -23,6 +23,10 @@ FACE_COLUMNS: tuple[str, ...] = ("face", *BOX_COLUMNS, "emotion", "confidence", 
 # The five YuNet landmarks in pixels (empty with Haar): right_eye_x, right_eye_y, ..., mouth_left_y.
 LANDMARK_COLUMNS: tuple[str, ...] = tuple(f"{name}_{axis}" for name in LANDMARKS for axis in "xy")
 
+# Decimals of a probability in every file Moodify writes (batch CSV, the video timeline, the app's
+# downloads, evaluate's predictions.csv): 1e-6 is far below any difference that matters.
+PROBABILITY_DECIMALS = 6
+
 # How every percentage is written for people: one decimal, "93.3%" and "0.8%" alike. The same
 # spec means the same in Python's format() and in d3-format, which Altair's tooltips use.
 PERCENT_FORMAT = ".1%"

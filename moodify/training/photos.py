@@ -20,6 +20,7 @@ import numpy as np
 
 from ..labels import EMOTIONS, label_index
 from ..pipeline.images import IMAGE_SUFFIXES
+from ..pipeline.rows import BOX_COLUMNS, FIRST_FACE, PROBABILITY_DECIMALS, face_row
 from .data import DataError
 
 
@@ -113,6 +114,7 @@ class PhotoOutcome:
     probabilities: np.ndarray | None = None  # (7,) for the largest face
     faces: int = 0
     error: str | None = None  # the photo could not be read
+    box: tuple[int, int, int, int] | None = None  # the largest face's (x, y, w, h), in pixels
 
 
 def run_photos(recognizer, photos: Iterable[LabelledPhoto], *, progress: bool = False,
@@ -131,7 +133,7 @@ def run_photos(recognizer, photos: Iterable[LabelledPhoto], *, progress: bool = 
             outcomes.append(PhotoOutcome(photo, error=str(exc)))
             continue
         probs = np.array([faces[0].probabilities[e] for e in EMOTIONS]) if faces else None
-        outcomes.append(PhotoOutcome(photo, probs, len(faces)))
+        outcomes.append(PhotoOutcome(photo, probs, len(faces), box=tuple(faces[0].box) if faces else None))
     return outcomes, time.perf_counter() - start
 
 
@@ -184,20 +186,28 @@ def photo_report(outcomes: Sequence[PhotoOutcome], *, seconds: float | None = No
     return report
 
 
+# predictions.csv: the photo and its label, then the largest face as `moodify batch` writes a face
+# (same columns, same 6 decimals), with "no face" in ``emotion`` where none was found.
+PREDICTION_COLUMNS = ("path", "label", "correct", "face", "faces", *BOX_COLUMNS, "emotion", "confidence", *EMOTIONS,
+                      "error")
+
+
 def write_photo_predictions(outcomes: Sequence[PhotoOutcome], path: str | os.PathLike) -> None:
-    """One CSV row per photo: its label, what the pipeline said (or why nothing), and the probabilities."""
+    """One CSV row per photo (``PREDICTION_COLUMNS``): its label, whether the pipeline got it right,
+    and the largest face as every Moodify table describes a face, or why there is none."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "label", "predicted", "correct", "confidence", "faces", "error", *EMOTIONS])
+        writer.writerow(PREDICTION_COLUMNS)
         for o in outcomes:
             label = EMOTIONS[o.photo.label]
             if o.probabilities is None:
-                predicted = "" if o.error else "no face"
-                writer.writerow([o.photo.name, label, predicted, False, "", o.faces, o.error or "", *[""] * len(EMOTIONS)])
+                emotion = "" if o.error else "no face"
+                writer.writerow([o.photo.name, label, False, "", "" if o.error else o.faces, *[""] * len(BOX_COLUMNS),
+                                 emotion, "", *[""] * len(EMOTIONS), o.error or ""])
                 continue
-            k = int(np.argmax(o.probabilities))
-            writer.writerow([o.photo.name, label, EMOTIONS[k], k == o.photo.label, f"{o.probabilities[k]:.4f}",
-                             o.faces, "", *(f"{p:.4f}" for p in o.probabilities)])
+            number, x, y, w, h, emotion, *probabilities = face_row(FIRST_FACE, o.box or (0, 0, 0, 0), o.probabilities)
+            writer.writerow([o.photo.name, label, emotion == label, number, o.faces, x, y, w, h, emotion,
+                             *(f"{p:.{PROBABILITY_DECIMALS}f}" for p in probabilities), ""])
 
 
 def format_photo_report(report: dict, *, header: str) -> str:
