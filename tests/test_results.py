@@ -104,10 +104,14 @@ def test_table_shows_percentages_as_the_cards_do_and_no_none_cells(two_faces):
     from moodify.app_support.results import percent, styled_table
 
     face = _face((0, 0, 10, 10), "happy", 0.9615)
-    html = styled_table(results_table([("a.jpg", [face]), ("wall.jpg", [])],
-                                      errors={"bad.txt": "bad.txt: not an image"})).to_html()
+    styled = styled_table(results_table([("a.jpg", [face]), ("wall.jpg", [])],
+                                        errors={"bad.txt": "bad.txt: not an image"}))
+    html = styled.to_html()
     assert percent(0.9615) == "96.2%" and ">96.2%</td>" in html and face_label(face, 1) == "1 happy 96.2%"
-    assert "None" not in html and "nan" not in html.lower() and "&lt;NA&gt;" not in html
+    # Streamlit writes "None" for any missing value, whatever the styler says: there are none to write.
+    assert not styled.data.isna().any().any()
+    assert "None" not in html and "nan" not in html.lower() and "&lt;NA&gt;" not in html and "-1" not in html
+    assert styled.data["happy"].dtype.kind == "f"  # still numbers, so the column sorts as numbers
     from moodify.cli.classify import _format_faces  # the CLI writes it the same way
 
     assert "happy 96.2%" in _format_faces("a.jpg", [face], hint="")

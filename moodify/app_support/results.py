@@ -68,12 +68,24 @@ def results_table(results: Iterable[ImageResult], *, errors: dict[str, str] | No
         error=table["error"].astype(object).fillna("").astype(str))
 
 
+_SHOWN_MISSING = -1  # no face number, box coordinate, time or probability is negative
+
+
 def styled_table(table: pd.DataFrame):
     """``table`` for ``st.dataframe``: every probability written by ``percent`` (as the cards, the
     picture and the CLI write it; Streamlit's own "percent" format truncated 96.15% to 96.1%),
-    missing values as empty cells (not "None"), and the numbers kept, so columns still sort."""
-    present = [c for c in PERCENT_COLUMNS if c in table.columns]
-    return table.style.format(na_rep="", precision=1).format(percent, subset=present, na_rep="")
+    times with one decimal, missing values as empty cells, and the numbers kept, so columns
+    still sort. Streamlit writes "None" in a cell whose value is missing, whatever the styler
+    says, so the copy shown holds -1 there and writes it as an empty cell; downloads keep ``table``."""
+    numeric = list(table.select_dtypes("number").columns)
+    shown = table.fillna({c: _SHOWN_MISSING for c in numeric})
+
+    def written(fmt):
+        return lambda v: "" if v == _SHOWN_MISSING else fmt(v)
+
+    formats = {c: written(percent if c in PERCENT_COLUMNS else
+                          str if pd.api.types.is_integer_dtype(table[c]) else "{:.1f}".format) for c in numeric}
+    return shown.style.format(formats)
 
 
 def without_name(message: str, name: str) -> str:
