@@ -14,9 +14,9 @@ import streamlit as st
 
 import moodify
 from moodify.app_support.charts import mood_timeline_chart, probability_chart, video_timeline_chart
-from moodify.app_support.results import (encode_png, face_thumbnail, faces_table, fit_for_display, percent,
-                                         records_json, results_records, results_table, styled_table, table_csv,
-                                         without_name)
+from moodify.app_support.results import (PICTURE_SHOWN_PX, encode_png, face_thumbnail, faces_table, fit_for_display,
+                                         percent, records_json, results_records, results_table, styled_table,
+                                         table_csv, without_name)
 from moodify.app_support.session import detector_key, live_analyzer, model_choices, session_recognizer
 from moodify.app_support.uploads import pin_torch_threads, read_image_upload
 from moodify.pipeline.draw import annotate
@@ -25,9 +25,6 @@ from moodify.video.tracking import SMOOTHING
 
 LIVE_REFRESH_S = 0.25  # seconds between redraws of the live charts
 DISPLAY_MAX_SIDE = 1400  # pixels: pictures are shown (and offered as PNG) at most this large
-# The picture column's width on a 1024-pixel-wide browser window, the smallest we lay out for:
-# labels are drawn to be read there (a number alone where the full labels do not fit).
-PICTURE_SHOWN_PX = 285
 VIDEO_TYPES = ["mp4", "mov", "m4v", "avi", "mkv", "webm"]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 # The sidebar's detection sliders. The no-face hint names them by these very labels, and only the

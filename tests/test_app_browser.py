@@ -34,6 +34,8 @@ VIEWPORT = {"width": 1400, "height": 1000}
 WAIT_MS = 180_000  # generous: on a 2-core machine busy training, one analysis took over a minute
 ASTRONAUT_FACE = (178, 63, 90, 113)  # x, y, w, h of YuNet's box on the one face in skimage's astronaut photo
 CAMERA_SCENE = (slice(0, 300), slice(90, 350))  # head and shoulders: one face, no rocket to mistake for one
+HEAD = (slice(20, 260), slice(135, 325))  # one head, for a group of four side by side
+SMALL_WINDOW = {"width": 1024, "height": 900}  # the smallest browser window the app is laid out for
 
 
 def _require_browser() -> str:
@@ -73,10 +75,12 @@ def media(tmp_path_factory, astronaut_bgr) -> dict[str, Path]:
     from PIL import Image
 
     Image.new("1", (8000, 7000), 1).save(huge)  # 56 megapixels in a few kB (1 bit per pixel)
+    head = astronaut_bgr[HEAD]
+    group = _save(folder / "group.png", np.hstack([head, cv2.flip(head, 1), head, cv2.flip(head, 1)]))
     scene = face_canvas(astronaut_bgr[CAMERA_SCENE])
     small = face_canvas(astronaut_bgr[CAMERA_SCENE], size=(320, 240))
     frames = [np.roll(small, 4 * i - 40, axis=1) for i in range(20)]  # the face drifts right
-    return {"photo": photo, "broken": broken, "notes": notes, "huge": huge,
+    return {"photo": photo, "broken": broken, "notes": notes, "huge": huge, "group": group,
             "camera": write_y4m(folder / "camera.y4m", scene), "camera_frame": _save(folder / "scene.png", scene),
             "video": write_mp4(folder / "clip.mp4", frames, fps=10),
             "broken_video": _write_bytes(folder / "broken.mp4", os.urandom(4096))}
@@ -176,8 +180,14 @@ def uploaded_photo(browser, app_url, media) -> dict:
     """Upload the astronaut once; what the page and its three downloads show."""
     page = _open_app(browser, app_url)
     try:
+        start = time.monotonic()
         page.locator('input[type="file"]').set_input_files(str(media["photo"]))
         _wait_for_result(page)
+        first_result_s = time.monotonic() - start  # the app's time to first result, as a user waits for it
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "first-result.json").write_text(json.dumps(
+            {"seconds": round(first_result_s, 2), "photo": "astronaut.jpg (512x512, 1 face)",
+             "load_average": os.getloadavg()[0]}))
         shown = {"text": page.inner_text("body"), "cards": _face_cards(page),
                  "csv": pd.read_csv(io.BytesIO(_download(page, "Download CSV"))),
                  "json": json.loads(_download(page, "Download JSON")),
@@ -227,18 +237,54 @@ def test_bad_uploads_get_friendly_messages(page, media):
     _no_traceback(page)
 
 
-def test_all_photos_lists_a_photo_without_a_face(page, media, tmp_path):
-    """Several photos, one without a face: "All photos" and its downloads name every photo."""
+def test_all_photos_lists_every_upload_and_a_group_reads_in_a_small_window(page, media, tmp_path):
+    """A group photo, a photo without a face and an unreadable file, in a 1024-pixel window.
+
+    "All photos" and both its downloads give every upload a row, with the reason where there is no
+    face; the group's labels (numbers, at that size) cover no other face and are drawn big enough
+    for the width the picture is shown at. Screenshots for the eye: upload-small-window.png and
+    upload-group-picture.png, upload-all-photos-table.png."""
+    from moodify.app_support.results import TABLE_COLUMNS
+    from moodify.pipeline.draw import LEGIBLE_TEXT_PX, label_layout
+
+    page.set_viewport_size(SMALL_WINDOW)
     sky = _save(tmp_path / "sky.png", np.full((300, 400, 3), (235, 206, 135), np.uint8))
-    page.locator('input[type="file"]').set_input_files([str(media["photo"]), str(sky)])
+    page.locator('input[type="file"]').set_input_files([str(media["group"]), str(sky), str(media["broken"])])
     page.get_by_role("button", name="Download all as CSV").wait_for(timeout=WAIT_MS)
-    table = pd.read_csv(io.BytesIO(_download(page, "Download all as CSV")))
-    assert table["path"].tolist() == ["astronaut.jpg", "sky.png"], table
-    assert table.loc[1, "emotion"] == "no face" and pd.isna(table.loc[1, "face"])
+    page.wait_for_load_state("networkidle")
+    table = pd.read_csv(io.BytesIO(_download(page, "Download all as CSV"))).fillna({"emotion": "", "error": ""})
+    assert tuple(table.columns) == TABLE_COLUMNS
+    assert table["path"].tolist() == ["group.png"] * 4 + ["sky.png", "broken.jpg"], table
+    assert table["emotion"].tolist()[4:] == ["no face", ""] and table["face"].tolist()[:4] == [1, 2, 3, 4]
+    assert "corrupt or truncated" in table.loc[5, "error"] and table["error"].tolist()[:5] == [""] * 5
     records = json.loads(_download(page, "Download all as JSON"))
-    assert [r["path"] for r in records] == ["astronaut.jpg", "sky.png"] and records[1]["faces"] == []
+    assert [r["path"] for r in records] == ["group.png", "sky.png", "broken.jpg"] and "error" in records[2]
+
+    picture = page.locator('[data-testid="stImage"] img').first
+    picture.scroll_into_view_if_needed()
+    shown_width = picture.evaluate("img => img.clientWidth")
+    group = cv2.imread(str(media["group"]))
+    import moodify
+    from moodify.app_support.results import PICTURE_SHOWN_PX  # the width the app draws labels for
+
+    faces = [moodify.Face(tuple(int(v) for v in row[["x", "y", "w", "h"]]), {e: float(row[e]) for e in moodify.EMOTIONS})
+             for _, row in table.head(4).iterrows()]
+    labels = label_layout(group.shape, faces, shown_width=PICTURE_SHOWN_PX)
+    assert shown_width >= 0.9 * PICTURE_SHOWN_PX, f"the picture is shown {shown_width} px wide"
+    for label, face in zip(labels, faces):
+        assert 22 * label.scale * shown_width / group.shape[1] >= LEGIBLE_TEXT_PX - 0.5, (label, shown_width)
+        assert not any(_overlaps(label.rect, other.box) for other in faces if other is not face), label
+    png = cv2.imdecode(np.frombuffer(_download(page, "Download annotated PNG"), np.uint8), cv2.IMREAD_COLOR)
+    cv2.imwrite(str(ARTIFACTS / "upload-group-picture.png"), png)
     _no_traceback(page)
-    _screenshot(page, "upload-all-photos")
+    _screenshot(page, "upload-small-window")
+    grid = page.locator('[data-testid="stDataFrame"]').last
+    grid.scroll_into_view_if_needed()
+    grid.screenshot(path=str(ARTIFACTS / "upload-all-photos-table.png"))
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 # ---------------------------------------------------------------- Snapshot
@@ -302,7 +348,8 @@ def test_video_upload_gives_video_timeline_and_csv(page, media):
 # ---------------------------------------------------------------- Live (streamlit-webrtc)
 
 def test_live_webcam_frames_come_back_annotated(playwright, chromium, media, tmp_path):
-    """START the live stream and check that frames come back with a box drawn around the face.
+    """START the live stream and check that frames come back with a box drawn around the face;
+    STOP, and the session's summary, timeline and CSV stay on the page.
 
     WebRTC runs in a loopback-only network namespace where one can be made (root), as in
     ../shared/RECIPES.md; elsewhere on the host's loopback. Either way aiortc offers only
@@ -335,6 +382,18 @@ def test_live_webcam_frames_come_back_annotated(playwright, chromium, media, tmp
                 if time.monotonic() > deadline:
                     raise
                 page.wait_for_timeout(1000)
+        _no_traceback(page)
+
+        # STOP cleared everything: now the session's summary, its timeline and its CSV stay.
+        from moodify.video import CSV_COLUMNS
+
+        webrtc.get_by_role("button", name="STOP").click()
+        page.get_by_text("Last session").wait_for()
+        assert re.search(r"Person 1: (mostly|mixed:) \w+", page.inner_text("body")), page.inner_text("body")[-1500:]
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1
+        timeline = pd.read_csv(io.BytesIO(_download(page, "Download timeline CSV")))
+        assert tuple(timeline.columns) == CSV_COLUMNS and len(timeline) > 5 and set(timeline["track_id"]) == {1}
+        _screenshot(page, "live-after-stop")
         _no_traceback(page)
 
 

@@ -21,7 +21,7 @@ from ..labels import EMOTIONS
 from ..pipeline.recognizer import Face
 from ..pipeline.rows import BOX_COLUMNS, FACE_COLUMNS, PERCENT_FORMAT, face_row, numbered, percent
 
-__all__ = ["NO_FACE", "PERCENT_FORMAT", "TABLE_COLUMNS", "encode_png", "face_thumbnail", "faces_table",
+__all__ = ["NO_FACE", "PERCENT_FORMAT", "PICTURE_SHOWN_PX", "TABLE_COLUMNS", "encode_png", "face_thumbnail", "faces_table",
            "fit_for_display", "percent", "probabilities_table", "records_json", "results_records", "results_table",
            "styled_table", "table_csv", "without_name"]
 
@@ -30,6 +30,10 @@ __all__ = ["NO_FACE", "PERCENT_FORMAT", "TABLE_COLUMNS", "encode_png", "face_thu
 TABLE_COLUMNS: tuple[str, ...] = ("path", *FACE_COLUMNS, "error")
 NO_FACE = "no face"  # the emotion column of the row for an image in which no face was found
 PERCENT_COLUMNS: tuple[str, ...] = ("confidence", *EMOTIONS)  # probabilities, shown as percentages
+# How wide (pixels) the app's picture column can be: ~310 px on a 1024-pixel-wide browser window
+# with the sidebar open, the smallest window it is laid out for (285 px measured where the issue was
+# filed). Labels are drawn to be read there: a number alone where the full labels do not fit.
+PICTURE_SHOWN_PX = 285
 
 # One analysed image: its display name and its faces in recognizer order (or an error message).
 ImageResult = tuple[str, Sequence[Face]]
