@@ -272,7 +272,7 @@ def test_all_photos_lists_every_upload_and_a_group_reads_in_a_small_window(page,
     labels = label_layout(group.shape, faces, shown_width=PICTURE_SHOWN_PX)
     assert shown_width >= 0.9 * PICTURE_SHOWN_PX, f"the picture is shown {shown_width} px wide"
     for label, face in zip(labels, faces):
-        assert 22 * label.scale * shown_width / group.shape[1] >= LEGIBLE_TEXT_PX - 0.5, (label, shown_width)
+        assert label.cap_px * shown_width / group.shape[1] >= LEGIBLE_TEXT_PX - 0.5, (label, shown_width)
         assert not any(_overlaps(label.rect, other.box) for other in faces if other is not face), label
     png = cv2.imdecode(np.frombuffer(_download(page, "Download annotated PNG"), np.uint8), cv2.IMREAD_COLOR)
     cv2.imwrite(str(ARTIFACTS / "upload-group-picture.png"), png)

@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="processes that decode and detect (0: one per CPU core; 1: everything in this process)")
     p.add_argument("--shard", type=parse_shard, default=None, metavar="K/N",
-                   help="process only shard K of N (1-based), chosen by a hash of each path; join with `moodify merge`")
+                   help="process only shard K of N (1-based), chosen by a hash of each path; OUT.shard records K/N, so "
+                        "that `moodify merge` can tell when a shard is missing")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output or interrupted run")
     p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,

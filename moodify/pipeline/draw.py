@@ -42,7 +42,12 @@ class Label:
 
     text: str
     rect: tuple[int, int, int, int]
-    scale: float  # the font scale; the capital letters are ``_CAP_PX_AT_SCALE_1 * scale`` pixels high
+    scale: float  # the font scale
+
+    @property
+    def cap_px(self) -> float:
+        """The height of its capital letters and digits, in picture pixels."""
+        return _CAP_PX_AT_SCALE_1 * self.scale
 
 
 def annotate(bgr: np.ndarray, faces: Sequence[Face], *, numbers: Sequence[int] | None = None,
