@@ -1,0 +1,104 @@
+"""A person's own neutral face as the reference (issue #22): API, CLI, evaluation on KDEF."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+import moodify
+from moodify import cli
+from moodify.labels import EMOTIONS
+from moodify.pipeline.reference import Reference, ReferenceError, ReferenceSetting, adjust
+
+from conftest import DATA_ROOT
+
+KDEF = DATA_ROOT / "kdef"
+
+
+def _probs(face) -> np.ndarray:
+    return np.array([face.probabilities[e] for e in EMOTIONS])
+
+
+def test_without_a_reference_nothing_changes(recognizer, astronaut_bgr):
+    plain = recognizer.analyze(astronaut_bgr)
+    none = recognizer.analyze(astronaut_bgr, reference=None)
+    assert [f.to_dict() for f in none] == [f.to_dict() for f in plain]
+    assert none[0].raw_probabilities is None and "raw_probabilities" not in none[0].to_dict()
+
+
+def test_a_face_is_read_relative_to_the_persons_neutral_face(recognizer, astronaut_bgr):
+    # Someone whose resting face the model reads as 60% sad: their sadness counts for less.
+    sad_at_rest = Reference.from_probabilities([0.05, 0.02, 0.05, 0.03, 0.6, 0.05, 0.2])
+    face = recognizer.analyze(astronaut_bgr, reference=sad_at_rest)[0]
+    raw = np.array([face.raw_probabilities[e] for e in EMOTIONS])
+    plain = _probs(recognizer.analyze(astronaut_bgr)[0])
+    np.testing.assert_allclose(raw, plain)  # the raw reading is today's
+    rel = _probs(face)
+    assert rel.sum() == pytest.approx(1.0)
+    assert rel[EMOTIONS.index("sad")] / rel.sum() < raw[EMOTIONS.index("sad")]
+    setting = recognizer.model.preprocessing.reference
+    np.testing.assert_allclose(rel, adjust(raw, sad_at_rest, setting), atol=1e-12)
+    assert face.to_dict()["relative_to_reference"] is True
+
+
+def test_the_setting_travels_with_each_shipped_model_and_its_onnx_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOODIFY_CACHE", str(tmp_path))
+    for name in moodify.available_models():
+        setting = moodify.load_model(name).preprocessing.reference
+        assert isinstance(setting, ReferenceSetting) and 0 < setting.weight <= 1
+    onnx = moodify.load_model("default", backend="onnx")
+    assert onnx.preprocessing.reference == moodify.load_model("default").preprocessing.reference
+
+
+def test_several_reference_photos_are_averaged(recognizer, astronaut_bgr):
+    flipped = astronaut_bgr[:, ::-1].copy()
+    one, other = recognizer.reference(astronaut_bgr), recognizer.reference([flipped])
+    both = recognizer.reference([astronaut_bgr, flipped])
+    assert both.count == 2
+    np.testing.assert_allclose(both.log_probabilities, (one.log_probabilities + other.log_probabilities) / 2)
+
+
+def test_a_reference_without_a_face_or_with_several_people_is_refused(recognizer, astronaut_bgr):
+    blank = np.full((300, 300, 3), 128, np.uint8)
+    with pytest.raises(ReferenceError, match="no face found"):
+        recognizer.reference([astronaut_bgr, blank])
+    pair = np.hstack([astronaut_bgr, astronaut_bgr])
+    with pytest.raises(ReferenceError, match="2 faces of similar size") as info:
+        recognizer.reference(pair)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ReferenceError):
+        recognizer.reference([])
+
+
+def test_classify_with_a_reference_shows_both_readings(astronaut_jpg, tmp_path, capsys):
+    assert cli.main(["classify", "--json", str(astronaut_jpg), "--reference", str(astronaut_jpg)]) == 0
+    face = json.loads(capsys.readouterr().out)[0]["faces"][0]
+    assert face["relative_to_reference"] is True
+    assert face["raw_probabilities"]["happy"] > face["probabilities"]["happy"]  # happy at rest: less happy now
+    assert cli.main(["classify", str(astronaut_jpg), "--reference", str(astronaut_jpg)]) == 0
+    assert "relative to the reference; without it: happy" in capsys.readouterr().out
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 90, np.uint8))
+    assert cli.main(["classify", str(astronaut_jpg), "--reference", str(blank)]) == 2
+    err = capsys.readouterr().err
+    assert "no face found" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_kdef_val_straight_photos_read_relative_to_each_persons_neutral_photo(tmp_path, capsys):
+    if not (KDEF / "meta.csv").exists():
+        pytest.skip(f"KDEF not found at {KDEF} (set MOODIFY_DATA to the folder holding kdef/)")
+    # The command of the model card; the setting was chosen on KDEF's train subjects
+    # (benchmarks/bench_reference.py). Measured 84.17% (81.25% without a reference: 195 of 240).
+    status = cli.main(["evaluate", "--photos", str(KDEF / "meta.csv"), "--where", "split=val", "--where", "angle=S",
+                       "--person", "subject,session", "--reference-where", "label=neutral", "--out", str(tmp_path)])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "240 photos; 0 had no reference" in out and "40 reference photos not scored" in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["n"] == 240 and report["reference"]["with_reference"] == 240
+    assert report["accuracy"] >= 0.835
