@@ -44,13 +44,15 @@ def test_a_face_is_read_relative_to_the_persons_neutral_face(recognizer, astrona
     assert face.to_dict()["relative_to_reference"] is True
 
 
-def test_the_setting_travels_with_each_shipped_model_and_its_onnx_copy(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOODIFY_CACHE", str(tmp_path))
+def test_the_setting_travels_with_each_shipped_model_and_into_its_onnx_metadata(model):
+    from moodify.model.onnx_backend import model_metadata
+    from moodify.pipeline.preprocess import Preprocessing
+
     for name in moodify.available_models():
         setting = moodify.load_model(name).preprocessing.reference
         assert isinstance(setting, ReferenceSetting) and 0 < setting.weight <= 1
-    onnx = moodify.load_model("default", backend="onnx")
-    assert onnx.preprocessing.reference == moodify.load_model("default").preprocessing.reference
+    exported = Preprocessing.from_dict(json.loads(model_metadata(model)["moodify.preprocessing"]))  # what the onnx backend reads
+    assert exported.reference == model.preprocessing.reference
 
 
 def test_several_reference_photos_are_averaged(recognizer, astronaut_bgr):
@@ -102,3 +104,49 @@ def test_kdef_val_straight_photos_read_relative_to_each_persons_neutral_photo(tm
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["n"] == 240 and report["reference"]["with_reference"] == 240
     assert report["accuracy"] >= 0.835
+
+
+# ----------------------------------------------------------------- video and live
+
+
+def test_video_reference_seconds_calibrates_the_person_in_view(astronaut_bgr, tmp_path, capsys):
+    from test_video import FPS, leave_and_return_frames, read_csv, run_cli, write_avi
+
+    video = write_avi(tmp_path / "away.avi", leave_and_return_frames(astronaut_bgr))
+    timeline = tmp_path / "t.csv"
+    end = 4 / FPS  # the first 5 frames (0 ... 4) are her neutral face
+    rc, out, err = run_cli(capsys, "video", str(video), "--csv", str(timeline), "--no-progress",
+                           "--reference-seconds", f"0-{end}")
+    assert rc == 0, err
+    assert "reference: person 1 calibrated" in out
+    _, rows = read_csv(timeline)
+    relative = [r["relative_to_reference"] for r in rows if r["track_id"] == "1"]
+    assert relative == ["0"] * 4 + ["1"] * 4 + ["1"] * 8  # from the span's end, and still after a short absence
+    later = next(r for r in rows if r["relative_to_reference"] == "1")
+    assert float(later["label_confidence"]) < float(later["confidence"])  # her smile is her resting face: less happy
+    # Gone longer than --max-missed: a new track, which is not that calibrated person.
+    rc, out, err = run_cli(capsys, "video", str(video), "--csv", str(timeline), "--no-progress",
+                           "--reference-seconds", f"0-{end}", "--max-missed", "2")
+    assert rc == 0, err
+    _, rows = read_csv(timeline)
+    assert [r["relative_to_reference"] for r in rows if r["track_id"] == "2"] == ["0"] * 8
+    rc, _, err = run_cli(capsys, "video", str(video), "--reference-seconds", "3-1")
+    assert rc == 2 and "--reference-seconds takes A-B" in err and len(err.strip().splitlines()) == 1
+
+
+def test_live_c_calibrates_and_auto_reference_reads_from_earlier_frames(astronaut_bgr, recognizer):
+    from moodify.video import FrameAnalyzer, VideoFrame
+    from moodify.video.live import KEY_CALIBRATE, LiveSession
+    from test_video import moving_face_frames
+
+    frames = moving_face_frames(astronaut_bgr, n=12, step=10)
+    session = LiveSession(FrameAnalyzer(recognizer), fps_hint=10, report="none")
+    assert session.handle_key(next(iter(KEY_CALIBRATE))) is False
+    relative = []
+    for i, bgr in enumerate(frames):  # 10 frames/s: 1 s of calibration is frames 0 ... 10
+        session.step(VideoFrame(i, i / 10, bgr))
+        relative.append(session.analyzer.references.get(1) is not None)
+    assert relative == [False] * 10 + [True] * 2
+    auto = FrameAnalyzer(recognizer, auto_reference=True)
+    first, second = (auto.process(bgr, time_s=i / 10).faces[0] for i, bgr in enumerate(frames[:2]))
+    assert not first.relative_to_reference and second.relative_to_reference

@@ -43,6 +43,7 @@ class Face:
     # With a reference (``Recognizer.analyze(..., reference=...)``): ``probabilities`` are relative to
     # that person's neutral face and these are the model's own reading; None without a reference.
     raw_probabilities: dict[str, float] | None = None
+    relative_to_reference: bool = False
 
     @property
     def emotion(self) -> str:
@@ -57,7 +58,7 @@ class Face:
         out = {"box": {"x": x, "y": y, "w": w, "h": h}, "emotion": self.emotion,
                "confidence": round(self.confidence, 6),
                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
-        if self.raw_probabilities is not None:
+        if self.relative_to_reference:
             out["relative_to_reference"] = True
             out["raw_probabilities"] = {k: round(v, 6) for k, v in self.raw_probabilities.items()}
         if self.landmarks is not None:
@@ -209,7 +210,7 @@ class Recognizer:
                     for d, p, crop in zip(detections, probs, crops)]
         adjusted = adjust(probs, reference, setting)
         return [Face(tuple(int(v) for v in d.box), dict(zip(EMOTIONS, map(float, a))), crop, d.landmarks,
-                     raw_probabilities=dict(zip(EMOTIONS, map(float, p))))
+                     raw_probabilities=dict(zip(EMOTIONS, map(float, p))), relative_to_reference=True)
                 for d, p, a, crop in zip(detections, probs, adjusted, crops)]
 
 

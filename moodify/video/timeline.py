@@ -4,7 +4,8 @@ The timeline has one row per face per processed frame: ``time_s, frame, track_id
 columns every Moodify table has (``moodify.pipeline.rows.FACE_COLUMNS``: ``face`` numbered from 1
 in the frame, the box, this frame's own ``emotion`` and ``confidence`` and its seven
 probabilities), then the temporally smoothed ``label`` with its smoothed ``label_confidence``
-(what the annotated video shows).
+(what the annotated video shows), and ``relative_to_reference`` (1: that label was read relative to
+the person's neutral face, ``moodify video --reference-seconds`` or live's calibration).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..labels import EMOTIONS
 from ..pipeline.rows import FACE_COLUMNS, face_row, numbered
 from .frames import FrameResult
 
-CSV_COLUMNS = ("time_s", "frame", "track_id", *FACE_COLUMNS, "label", "label_confidence")
+CSV_COLUMNS = ("time_s", "frame", "track_id", *FACE_COLUMNS, "label", "label_confidence", "relative_to_reference")
 
 class TimelineWriter:
     """The CSV timeline: ``CSV_COLUMNS``, one row per face per processed frame, flushed after
@@ -41,7 +42,7 @@ class TimelineWriter:
             number, x, y, w, h, emotion, confidence, *probs = face_row(number, face.box, raw)
             self._writer.writerow([f"{result.time:.4f}", result.index, face.track_id, number, x, y, w, h, emotion,
                                    f"{confidence:.6f}", *(f"{p:.6f}" for p in probs),
-                                   face.emotion, f"{face.confidence:.6f}"])
+                                   face.emotion, f"{face.confidence:.6f}", int(face.relative_to_reference)])
             self.rows += 1
         self._fh.flush()
 
