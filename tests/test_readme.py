@@ -35,6 +35,7 @@ LINE_SKIPS = {
     "torchrun": "trains a network on 4 processes for hours",
     "moodify ensemble": "needs the models the train lines above make (tests/test_ensemble.py runs it on made ones)",
     "moodify evaluate --photos labels.csv": "needs labelled photos of your own (tests/test_photos.py runs it on made ones)",
+    "moodify evaluate --photos ../shared/data/kdef/meta.csv": "tests/test_reference.py runs this KDEF line and checks its figure",
 }
 NEEDS_DATA = "--data ../shared/data"  # run where FER2013 is present, reached as the README has it: ../shared/data
 
@@ -111,6 +112,8 @@ def reader(tmp_path_factory, astronaut_bgr, recognizer):
     (work / "photos").mkdir(parents=True)
     (work / "faces").mkdir()
     cv2.imwrite(str(work / "photo.jpg"), astronaut_bgr)
+    cv2.imwrite(str(work / "neutral.jpg"), cv2.flip(astronaut_bgr, 1))
+    (work / "people.csv").write_text("path,person,reference\nneutral.jpg,anna,1\nphoto.jpg,anna,0\n")
     cv2.imwrite(str(work / "group.png"), _two_faces(astronaut_bgr))
     for k, scale in enumerate((1.0, 0.6)):
         cv2.imwrite(str(work / "photos" / f"portrait-{k}.jpg"), cv2.resize(astronaut_bgr, None, fx=scale, fy=scale))

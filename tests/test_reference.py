@@ -150,3 +150,44 @@ def test_live_c_calibrates_and_auto_reference_reads_from_earlier_frames(astronau
     auto = FrameAnalyzer(recognizer, auto_reference=True)
     first, second = (auto.process(bgr, time_s=i / 10).faces[0] for i, bgr in enumerate(frames[:2]))
     assert not first.relative_to_reference and second.relative_to_reference
+
+
+# ----------------------------------------------------------------- batch
+
+
+def test_batch_reads_a_person_list_relative_to_each_persons_reference(astronaut_bgr, tmp_path, capsys):
+    import pandas as pd
+
+    folder = tmp_path / "people"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "anna-neutral.jpg"), astronaut_bgr)
+    cv2.imwrite(str(folder / "anna-2.jpg"), astronaut_bgr[:, ::-1])
+    cv2.imwrite(str(folder / "ben.jpg"), astronaut_bgr)
+    cv2.imwrite(str(folder / "empty.png"), np.full((120, 120, 3), 80, np.uint8))
+    (folder / "people.csv").write_text("path,person,reference\nanna-neutral.jpg,anna,1\nanna-2.jpg,anna,0\n"
+                                       "empty.png,anna,0\nben.jpg,ben,0\n")
+    out = tmp_path / "out.parquet"
+    assert cli.main(["batch", str(folder / "people.csv"), "-o", str(out), "--workers", "1", "--quiet"]) == 0
+    assert "ben: no reference photo in the list" in capsys.readouterr().err
+    df = pd.read_parquet(out)
+    assert list(df["path"].str.rsplit("/", n=1).str[-1]) == ["anna-neutral.jpg", "anna-2.jpg", "empty.png", "ben.jpg"]
+    assert list(df["person"]) == ["anna", "anna", "anna", "ben"] and list(df["reference"]) == [1, 0, 0, 0]
+    assert df["relative_to_reference"].tolist()[:2] == [1, 1] and df["relative_to_reference"].isna().tolist()[2]
+    anna, ben = df.iloc[1], df.iloc[3]
+    assert anna["raw_happy"] > anna["happy"]  # her neutral face already smiles: she reads less happy
+    assert ben["relative_to_reference"] == 0 and ben["happy"] == pytest.approx(ben["raw_happy"], abs=1e-6)
+    # The same faces in the plain output: the raw columns are what it writes.
+    plain = tmp_path / "plain.csv"
+    assert cli.main(["batch", str(folder / "anna-2.jpg"), "-o", str(plain), "--workers", "1", "--quiet"]) == 0
+    assert pd.read_csv(plain)["happy"][0] == pytest.approx(anna["raw_happy"], abs=1e-6)
+
+
+def test_merge_refuses_outputs_with_reference_columns_instead_of_dropping_them(astronaut_bgr, tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "a.jpg"), astronaut_bgr)
+    (tmp_path / "people.csv").write_text("path,person,reference\na.jpg,anna,1\n")
+    for suffix in (".csv", ".jsonl"):
+        out = tmp_path / f"part-1{suffix}"
+        assert cli.main(["batch", str(tmp_path / "people.csv"), "-o", str(out), "--workers", "1", "--quiet"]) == 0
+        assert cli.main(["merge", str(out), "-o", str(tmp_path / f"all{suffix}")]) == 2
+        assert "merging those is not supported yet" in capsys.readouterr().err
+        assert not (tmp_path / f"all{suffix}").exists()
