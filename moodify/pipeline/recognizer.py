@@ -127,10 +127,11 @@ class Recognizer:
         detections, crops = self.detect_and_crop(bgr)
         return self.faces(detections, crops, self.predict(crops), reference=reference, setting=self._setting(reference))
 
-    def reference(self, images) -> Reference:
+    def reference(self, images, *, names: list[str] | None = None) -> Reference:
         """One person's neutral face, from one or more photos or frames of them (their largest face each).
 
-        ``images``: a path, array, bytes or PIL image, or a list of them; several are averaged. Raises
+        ``images``: a path, array, bytes or PIL image, or a list of them; several are averaged;
+        ``names``: what to call each in messages (default: the path, or "reference image N"). Raises
         ``moodify.pipeline.reference.ReferenceError`` (one line) where an image has no face or shows
         several faces of similar size (whose neutral face would it be?), ``ImageError`` where one is
         unreadable. The cost is one forward pass per image.
@@ -141,7 +142,8 @@ class Recognizer:
             raise ReferenceError("a reference needs at least one photo of the person's neutral face")
         probs, sources = [], []
         for i, item in enumerate(items):
-            name = str(item) if isinstance(item, (str, os.PathLike)) else f"reference image {i + 1}"
+            name = (names[i] if names and i < len(names) else
+                    str(item) if isinstance(item, (str, os.PathLike)) else f"reference image {i + 1}")
             detections, crops = self.detect_and_crop(load_image(item))
             if not detections:
                 raise ReferenceError(f"{name}: no face found; a reference needs a photo of the person's neutral face")
