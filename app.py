@@ -15,8 +15,8 @@ import streamlit as st
 import moodify
 from moodify.app_support.charts import mood_timeline_chart, probability_chart, video_timeline_chart
 from moodify.app_support.results import (PICTURE_SHOWN_PX, encode_png, face_thumbnail, faces_table, fit_for_display,
-                                         percent, records_json, results_records, results_table, styled_table,
-                                         table_csv, without_name)
+                                         percent, records_json, reference_note, results_records, results_table,
+                                         styled_table, table_csv, without_name)
 from moodify.app_support.session import detector_key, live_analyzer, model_choices, session_recognizer
 from moodify.app_support.uploads import pin_torch_threads, read_image_upload
 from moodify.pipeline.draw import annotate
@@ -123,6 +123,8 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
         for number, (face, heat) in enumerate(zip(faces, saliency), start=1):
             with st.container(border=True):
                 st.markdown(f"**Face {number}**: {face.emotion} ({percent(face.confidence)})")
+                if (note := reference_note(face)) is not None:
+                    st.caption(note)
                 thumb_col, chart_col = st.columns([1, 2])
                 thumb_col.image(face_thumbnail(bgr, face.box), channels="BGR")
                 if heat is not None:
@@ -149,10 +151,34 @@ def explain_faces(faces: list[moodify.Face], *, size: int = 160) -> list:
     return face_saliency(current_model(), faces, size=size)
 
 
-def analyze_upload(data: bytes, name: str, settings: dict):
+def analyze_upload(data: bytes, name: str, settings: dict, *, reference=None):
     """(bgr, faces) for an uploaded picture; raises moodify.ImageError with a message for people."""
     bgr = read_image_upload(data, name)
-    return bgr, get_recognizer(settings).analyze(bgr)
+    return bgr, get_recognizer(settings).analyze(bgr, reference=reference)
+
+
+def neutral_reference(settings: dict):
+    """The optional "neutral photo of this person" of Upload mode: a Reference, or None (with the reason shown)."""
+    from moodify.pipeline.reference import ReferenceError
+
+    if not st.toggle("Read relative to a neutral photo of this person", key="use_reference",
+                     help="A face that looks a little stern or sad at rest fools any single-photo reader. Give a "
+                          "photo of the same person with a neutral face, and their photos are read as a change "
+                          "from it. Use it only for photos of that person."):
+        return None
+    neutral = st.file_uploader("Neutral photo of this person", type=IMAGE_TYPES, key="neutral_photo")
+    if neutral is None:
+        st.info("Add a photo of this person with a neutral face; until then photos are read as they are.")
+        return None
+    try:
+        reference = get_recognizer(settings).reference(read_image_upload(neutral.getvalue(), neutral.name),
+                                                      names=[neutral.name])
+    except (moodify.ImageError, ReferenceError) as exc:
+        st.error(f"The neutral photo cannot be used: {without_name(str(exc), neutral.name)}")
+        return None
+    st.success(f"Photos below are read relative to the neutral face in {neutral.name}; each card shows the "
+               "reading without it too.")
+    return reference
 
 
 # ---------------------------------------------------------------- modes
@@ -160,6 +186,7 @@ def analyze_upload(data: bytes, name: str, settings: dict):
 def upload_mode(settings: dict) -> None:
     files = st.file_uploader("Photos", type=IMAGE_TYPES, accept_multiple_files=True,
                              help="JPEG, PNG, WebP, BMP, TIFF or GIF; up to 50 megapixels each.")
+    reference = neutral_reference(settings)
     if not files:
         st.info("Drop one or more photos here. Faces are numbered the same way in the picture and the tables.")
         return
@@ -167,7 +194,7 @@ def upload_mode(settings: dict) -> None:
     for i, file in enumerate(files):
         try:
             with st.spinner(f"Analysing {file.name}..."):
-                bgr, faces = analyze_upload(file.getvalue(), file.name, settings)
+                bgr, faces = analyze_upload(file.getvalue(), file.name, settings, reference=reference)
         except moodify.ImageError as exc:
             errors[file.name] = str(exc)
             st.error(f"**{file.name}** could not be read: {without_name(str(exc), file.name)}")
@@ -240,6 +267,10 @@ def live_mode(settings: dict) -> None:
             # No STUN/TURN servers: the browser talks to this app directly and nothing goes elsewhere.
             rtc_configuration={"iceServers": []},
             media_stream_constraints={"video": True, "audio": False}, async_processing=True)
+    if chart_col.button("Calibrate: hold a neutral face", key="calibrate", disabled=not ctx.state.playing,
+                        help="Each person in view holds a neutral face for a second; from then on their emotions "
+                             "are read relative to it, until they leave the picture."):
+        analyzer.calibrate()
     status, chart_area = chart_col.empty(), chart_col.empty()
     timeline_area = st.empty()
     if not (ctx.state.playing or ctx.state.signalling):
@@ -273,8 +304,10 @@ def live_mode(settings: dict) -> None:
         snap = live.read()
         if snap.faces:
             number, face = snap.faces[0]
+            calibration = ("  \nCalibrating: hold a neutral face..." if analyzer.calibrating else
+                           f"  \n{reference_note(face)}" if face.relative_to_reference else "")
             status.markdown(f"Frames analysed: **{snap.frames}**. Faces now: **{len(snap.faces)}**.  \n"
-                            f"Face {number}: **{face.emotion}** ({percent(face.confidence)})")
+                            f"Face {number}: **{face.emotion}** ({percent(face.confidence)}){calibration}")
             chart_area.altair_chart(probability_chart(face), width="stretch")
         else:
             status.markdown(f"Frames analysed: **{snap.frames}**. No face in view.")

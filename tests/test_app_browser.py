@@ -287,6 +287,23 @@ def _overlaps(a, b) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
+def test_upload_read_relative_to_a_neutral_photo_shows_both_readings(page, media, tmp_path):
+    page.get_by_text("Read relative to a neutral photo of this person").click()
+    page.get_by_text("Add a photo of this person with a neutral face").wait_for()
+    blank = _save(tmp_path / "wall.png", np.full((300, 300, 3), 120, np.uint8))
+    page.locator('input[type="file"]').nth(1).set_input_files(str(blank))
+    page.get_by_text("The neutral photo cannot be used: no face found").wait_for()
+    page.locator('input[type="file"]').nth(1).set_input_files(str(media["photo"]))
+    page.get_by_text("read relative to the neutral face in astronaut.jpg").wait_for()
+    page.locator('input[type="file"]').nth(0).set_input_files(str(media["photo"]))
+    _wait_for_result(page)
+    text = page.inner_text("body")
+    assert re.search(r"relative to this person's neutral face; without it: happy \(\d+\.\d%\)", text), text[-1500:]
+    record = json.loads(_download(page, "Download JSON"))[0]["faces"][0]
+    assert record["relative_to_reference"] and record["raw_probabilities"]["happy"] > record["probabilities"]["happy"]
+    _no_traceback(page)
+
+
 # ---------------------------------------------------------------- Snapshot
 
 def test_snapshot_from_the_webcam(page, media):
@@ -382,6 +399,9 @@ def test_live_webcam_frames_come_back_annotated(playwright, chromium, media, tmp
                 if time.monotonic() > deadline:
                     raise
                 page.wait_for_timeout(1000)
+        # Calibrate: the person in view holds a neutral face for a second, then is read relative to it.
+        page.get_by_role("button", name="Calibrate: hold a neutral face").click()
+        page.get_by_text("relative to this person's neutral face").wait_for()
         _no_traceback(page)
 
         # STOP cleared everything: now the session's summary, its timeline and its CSV stay.

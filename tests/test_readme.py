@@ -36,6 +36,7 @@ LINE_SKIPS = {
     "moodify ensemble": "needs the models the train lines above make (tests/test_ensemble.py runs it on made ones)",
     "moodify merge 'part-*.csv'": "needs all 8 shards, made on 8 machines: one alone is refused as incomplete "
                                   "(tests/test_batch.py merges real shards and checks that refusal)",
+    "moodify evaluate --photos ../shared/data/kdef/meta.csv": "tests/test_reference.py runs this KDEF line and checks its figure",
 }
 NEEDS_DATA = "--data ../shared/data"  # run where FER2013 is present, reached as the README has it: ../shared/data
 
@@ -112,6 +113,8 @@ def reader(tmp_path_factory, astronaut_bgr, recognizer):
     (work / "photos").mkdir(parents=True)
     (work / "faces").mkdir()
     cv2.imwrite(str(work / "photo.jpg"), astronaut_bgr)
+    cv2.imwrite(str(work / "neutral.jpg"), cv2.flip(astronaut_bgr, 1))
+    (work / "people.csv").write_text("path,person,reference\nneutral.jpg,anna,1\nphoto.jpg,anna,0\n")
     cv2.imwrite(str(work / "group.png"), _two_faces(astronaut_bgr))
     for k, scale in enumerate((1.0, 0.6)):
         cv2.imwrite(str(work / "photos" / f"portrait-{k}.jpg"), cv2.resize(astronaut_bgr, None, fx=scale, fy=scale))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..labels import EMOTIONS
 from ..pipeline.recognizer import Face
-from ..pipeline.rows import BOX_COLUMNS, FACE_COLUMNS, PERCENT_FORMAT, face_row, numbered, percent
+from ..pipeline.rows import BOX_COLUMNS, FACE_COLUMNS, PERCENT_FORMAT, face_row, numbered, percent, top_emotion
 
 __all__ = ["NO_FACE", "PERCENT_FORMAT", "PICTURE_SHOWN_PX", "TABLE_COLUMNS", "encode_png", "face_thumbnail", "faces_table",
            "fit_for_display", "percent", "probabilities_table", "records_json", "results_records", "results_table",
@@ -112,6 +112,15 @@ def results_records(results: Iterable[ImageResult], *, errors: dict[str, str] | 
                for image, faces in results]
     records += [{"path": image, "error": without_name(message, image)} for image, message in (errors or {}).items()]
     return records
+
+
+def reference_note(face: Face) -> str | None:
+    """For a face read relative to a person's neutral face: that, in words, with the reading without
+    it (``raw_probabilities``); None for a face read as it is."""
+    if not face.relative_to_reference or not face.raw_probabilities:
+        return None
+    emotion, p = top_emotion([face.raw_probabilities[e] for e in EMOTIONS])
+    return f"relative to this person's neutral face; without it: {emotion} ({percent(p)})"
 
 
 def records_json(records: list[dict]) -> bytes:

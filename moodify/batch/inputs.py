@@ -8,6 +8,8 @@ import itertools
 import os
 import sys
 from pathlib import Path
+
+from .people import is_person_list, read_person_list
 from typing import Iterable, Iterator, Sequence
 
 from ..errors import BatchError
@@ -64,6 +66,8 @@ def _expand(spec: str) -> Iterator[str]:
     elif os.path.isfile(spec) and Path(spec).suffix.lower() in LIST_SUFFIXES:
         with open(spec, encoding="utf-8", errors="surrogateescape") as fh:
             yield from _read_list_lines(fh, base=os.path.dirname(spec))
+    elif is_person_list(spec):
+        yield from (path for path, _, _ in read_person_list(spec))
     elif os.path.exists(spec) or not _is_glob(spec):
         yield spec  # a file (or a missing one, which gets an error row)
     else:

@@ -54,9 +54,13 @@ def read_rows(path: str | os.PathLike):
             except json.JSONDecodeError as exc:
                 raise BatchError(f"{path}: line {exc.lineno} is not a JSON row ({exc.msg}); "
                                  "rerun that shard") from None
-            df = pd.DataFrame(records, columns=list(COLUMNS))
+            extra = {"relative_to_reference"} & set(records[0]) if records else set()
+            df = pd.DataFrame(records, columns=list(COLUMNS) + sorted(extra))
     else:
         df = pd.read_parquet(path)
+    if "relative_to_reference" in df.columns:
+        raise BatchError(f"{path}: an output read relative to people's references (a person list); merging those "
+                         "is not supported yet: run the person list on one machine")
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise BatchError(f"{path}: not a moodify batch output (missing columns {', '.join(missing)})")

@@ -24,23 +24,31 @@ from ..pipeline.rows import LANDMARK_COLUMNS
 COLUMNS = ("path", "face", "faces", "x", "y", "w", "h", "emotion", "confidence", *EMOTIONS, "error", *LANDMARK_COLUMNS)
 INT_COLUMNS = frozenset({"face", "faces", "x", "y", "w", "h"})
 FLOAT_COLUMNS = frozenset({"confidence", *EMOTIONS, *LANDMARK_COLUMNS})
+# The columns a job with references adds (moodify.batch.people.REFERENCE_COLUMNS), typed the same way.
+_INT = INT_COLUMNS | {"reference", "relative_to_reference"}
+_FLOAT = FLOAT_COLUMNS | {f"raw_{e}" for e in EMOTIONS}
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 LOG_VERSION = 1
 
 
-# Landmarks are pixel positions: a tenth of a pixel is all the precision they have.
-_DECIMALS = tuple(1 if c in LANDMARK_COLUMNS else 6 for c in COLUMNS)
-
-
 class CsvFormat:
-    """CSV with a header row; probabilities with 6 decimals, landmarks with 1; empty cells for missing values."""
+    """CSV with a header row; probabilities with 6 decimals, landmarks with 1; empty cells for missing values.
+
+    ``columns``: ``COLUMNS``, or ``COLUMNS`` plus ``moodify.batch.people.REFERENCE_COLUMNS`` for a job
+    with references.
+    """
+
+    def __init__(self, columns: Sequence[str] = COLUMNS):
+        self.columns = tuple(columns)
+        # Landmarks are pixel positions: a tenth of a pixel is all the precision they have.
+        self._decimals = tuple(1 if c in LANDMARK_COLUMNS else 6 for c in self.columns)
 
     def header(self) -> bytes:
-        return self._encode([COLUMNS])
+        return self._encode([self.columns])
 
     def encode(self, rows: Iterable[tuple]) -> bytes:
         return self._encode(tuple("" if v is None else f"{v:.{d}f}" if isinstance(v, float) else v
-                                  for v, d in zip(row, _DECIMALS)) for row in rows)
+                                  for v, d in zip(row, self._decimals)) for row in rows)
 
     @staticmethod
     def _encode(rows: Iterable[Sequence]) -> bytes:
@@ -53,11 +61,14 @@ class CsvFormat:
 class JsonlFormat:
     """One JSON object per line; null for missing values."""
 
+    def __init__(self, columns: Sequence[str] = COLUMNS):
+        self.columns = tuple(columns)
+
     def header(self) -> bytes:
         return b""
 
     def encode(self, rows: Iterable[tuple]) -> bytes:
-        lines = (json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in zip(COLUMNS, row)},
+        lines = (json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in zip(self.columns, row)},
                             ensure_ascii=False) for row in rows)
         return "".join(line + "\n" for line in lines).encode("utf-8", "backslashreplace")
 
@@ -75,12 +86,12 @@ def output_format(path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
-def _row_writer(fmt: str) -> CsvFormat | JsonlFormat:
+def _row_writer(fmt: str, columns: Sequence[str] = COLUMNS) -> CsvFormat | JsonlFormat:
     # Parquet cannot be appended to safely, so its rows build up as CSV and are converted at the end.
-    return JsonlFormat() if fmt == "jsonl" else CsvFormat()
+    return JsonlFormat(columns) if fmt == "jsonl" else CsvFormat(columns)
 
 
-def csv_to_parquet(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+def csv_to_parquet(src: str | os.PathLike, dst: str | os.PathLike, columns: Sequence[str] = COLUMNS) -> None:
     """Stream a batch CSV into a Parquet file with proper column types, in bounded memory.
 
     Whole numbers are int32, probabilities and landmarks float64 (the CSV's values, not float32's
@@ -93,18 +104,16 @@ def csv_to_parquet(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    types = {c: pa.int32() if c in INT_COLUMNS else pa.float64() if c in FLOAT_COLUMNS else pa.string()
-             for c in COLUMNS}
-    pandas_dtypes = {c: "Int32" if c in INT_COLUMNS else "float64" if c in FLOAT_COLUMNS else "string"
-                     for c in COLUMNS}
+    types = {c: pa.int32() if c in _INT else pa.float64() if c in _FLOAT else pa.string() for c in columns}
+    pandas_dtypes = {c: "Int32" if c in _INT else "float64" if c in _FLOAT else "string" for c in columns}
     empty = pd.DataFrame({c: pd.Series(dtype=dtype) for c, dtype in pandas_dtypes.items()})
     pandas_metadata = pa.Schema.from_pandas(empty, preserve_index=False).metadata
-    schema = pa.schema([(c, types[c]) for c in COLUMNS], metadata=pandas_metadata)
+    schema = pa.schema([(c, types[c]) for c in columns], metadata=pandas_metadata)
     reader = pacsv.open_csv(src, convert_options=pacsv.ConvertOptions(
         column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False))
     with pq.ParquetWriter(dst, schema) as writer:
         for batch in reader:
-            writer.write_table(pa.Table.from_batches([batch]).select(list(COLUMNS)).cast(schema))
+            writer.write_table(pa.Table.from_batches([batch]).select(list(columns)).cast(schema))
 
 
 @dataclass
@@ -126,13 +135,14 @@ class Counts:
 class ResumableOutput:
     """``OUT.partial`` (rows) plus ``OUT.progress`` (commit log), renamed onto ``OUT`` at the end."""
 
-    def __init__(self, out: Path, fingerprint: dict):
+    def __init__(self, out: Path, fingerprint: dict, columns: Sequence[str] = COLUMNS):
         self.out = out
+        self.columns = tuple(columns)
         self.partial = out.with_name(out.name + ".partial")
         self.log = out.with_name(out.name + ".progress")
         self.fingerprint = fingerprint
         self.fmt = output_format(out)
-        self.writer = _row_writer(self.fmt)
+        self.writer = _row_writer(self.fmt, self.columns)
         self.counts = Counts()
         self.last_path: str | None = None
         self._data = None
@@ -202,7 +212,7 @@ class ResumableOutput:
         self._data.close()
         if self.fmt == "parquet":
             tmp = self.out.with_name(self.out.name + ".tmp")
-            csv_to_parquet(self.partial, tmp)
+            csv_to_parquet(self.partial, tmp, self.columns)
             os.replace(tmp, self.out)
             self.partial.unlink()
         else:

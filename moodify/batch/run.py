@@ -33,6 +33,7 @@ from ..pipeline.rows import face_row, landmark_values, numbered
 from .inputs import check_inputs, iter_inputs
 from .merge import write_shard_record
 from .outputs import COLUMNS, Counts, ResumableOutput
+from .people import REFERENCE_COLUMNS, People, unusable_report
 from .worker import _Analyzed, _analyze_many, _classify, _init_worker, _ping
 
 CHUNK_SIZE = 256  # inputs per commit: larger amortises fsync and batches more faces, smaller loses less on a crash
@@ -43,27 +44,36 @@ EXIT_UNREADABLE = 3
 NAMED_FAILURES = 20  # unreadable inputs named on stderr at the end; the output's error column has them all
 
 
-def _rows_for(item: _Analyzed) -> tuple[list[tuple], Counts]:
-    """Rows for one input: one per face, one for no face, or one carrying the error."""
+def _rows_for(item: _Analyzed, people: People | None = None) -> tuple[list[tuple], Counts]:
+    """Rows for one input: one per face, one for no face, or one carrying the error; with ``people``,
+    probabilities relative to the person's reference and ``REFERENCE_COLUMNS`` at the end."""
     blank = (None,) * (COLUMNS.index("error") - 3)  # face box, emotion, confidence, probabilities
     no_points = landmark_values(None)
+    probs, extra = item.probs, None
+    if people is not None:
+        probs, extra = people.adjust(item.path, item.probs if item.error is None else None)
     if item.error is not None:
-        return [(item.path, None, None, *blank, item.error, *no_points)], Counts(inputs=1, errors=1)
-    if not item.boxes:
-        return [(item.path, None, 0, *blank, None, *no_points)], Counts(inputs=1, no_face=1)
-    rows = []
-    landmarks = item.landmarks or [None] * len(item.boxes)
-    for number, (box, p, points) in numbered(zip(item.boxes, item.probs, landmarks)):
-        face, *described = face_row(number, box, p)
-        rows.append((item.path, face, len(item.boxes), *described, None, *landmark_values(points)))
-    return rows, Counts(inputs=1, faces=len(item.boxes))
+        rows, counts = [(item.path, None, None, *blank, item.error, *no_points)], Counts(inputs=1, errors=1)
+    elif not item.boxes:
+        rows, counts = [(item.path, None, 0, *blank, None, *no_points)], Counts(inputs=1, no_face=1)
+    else:
+        rows = []
+        landmarks = item.landmarks or [None] * len(item.boxes)
+        for number, (box, p, points) in numbered(zip(item.boxes, probs, landmarks)):
+            face, *described = face_row(number, box, p)
+            rows.append((item.path, face, len(item.boxes), *described, None, *landmark_values(points)))
+        counts = Counts(inputs=1, faces=len(item.boxes))
+    if extra is not None:
+        rows = [row + values for row, values in zip(rows, extra)]
+    return rows, counts
 
 
-def _classify_chunk(items: list[_Analyzed], model, batch_size: int) -> tuple[list[tuple], Counts]:
+def _classify_chunk(items: list[_Analyzed], model, batch_size: int,
+                    people: People | None = None) -> tuple[list[tuple], Counts]:
     _classify(items, model, batch_size)
     rows, counts = [], Counts()
     for item in items:
-        item_rows, item_counts = _rows_for(item)
+        item_rows, item_counts = _rows_for(item, people)
         rows += item_rows
         counts.add(item_counts)
     return rows, counts
@@ -158,12 +168,17 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
     check_inputs(inputs)
     _check_output_target(out)
     detector_spec = detector_spec or {"kind": "yunet"}
+    people = People.from_inputs(inputs)
+    if people is not None and pre_cropped:
+        raise BatchError("a person list's references need detection: leave out --pre-cropped")
     fingerprint = {
         "inputs": list(inputs), "shard": list(shard) if shard else None, "pre_cropped": pre_cropped,
         "detector": None if pre_cropped else detector_spec, "chunk_size": chunk_size, "backend": backend,
         "model": _model_identity(model_name) if model is None else f"{model.name}:{getattr(model, 'source_sha256', '')}",
     }
-    output = ResumableOutput(out, fingerprint)
+    if people is not None:
+        model, fingerprint["people"] = _with_references(people, model, model_name, backend, detector_spec)
+    output = ResumableOutput(out, fingerprint, COLUMNS + REFERENCE_COLUMNS if people is not None else COLUMNS)
     if output.interrupted_run_exists() and not (resume or overwrite):
         raise BatchError(f"an interrupted run left {output.partial}: pass --resume to continue it, "
                          "or --overwrite to start again")
@@ -190,7 +205,7 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
                                      f"was {output.last_path!r}, now {last!r}); start again with --overwrite")
             summary = _process(paths, output, model, detector_spec, pre_cropped=pre_cropped, workers=workers,
                                chunk_size=chunk_size, batch_size=batch_size, specs=inputs, shard=shard,
-                               progress=progress)
+                               progress=progress, people=people)
         finally:
             output.close()
         output.finish()
@@ -200,6 +215,21 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
                 "is lost" if output.interrupted_run_exists() else "choose another -o")
         raise BatchError(f"cannot write {exc.filename or output.partial}: {exc.strerror or exc}; {then}") from None
     return summary
+
+
+def _with_references(people: People, model, model_name, backend: str, detector_spec: dict):
+    """Load the model (if not given), make each person's reference with it, and say who has none."""
+    from ..model.registry import load_model
+    from ..pipeline.detect import make_detector
+    from ..pipeline.recognizer import Recognizer
+
+    if model is None:
+        model = load_model(model_name, backend=backend)
+    people.make_references(Recognizer(model, make_detector(**detector_spec)))
+    report = unusable_report(people)
+    if report:
+        print(report, file=sys.stderr)
+    return model, people.fingerprint()
 
 
 def _check_output_target(out: Path) -> None:
@@ -214,7 +244,8 @@ def _check_output_target(out: Path) -> None:
 
 
 def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec: dict, *, pre_cropped: bool,
-             workers: int, chunk_size: int, batch_size: int, specs, shard, progress: bool) -> Summary:
+             workers: int, chunk_size: int, batch_size: int, specs, shard, progress: bool,
+             people: People | None = None) -> Summary:
     from ..model.onnx_backend import OnnxEmotionModel
 
     init_args = (detector_spec, model.preprocessing, pre_cropped)
@@ -250,7 +281,7 @@ def _process(paths: Iterator[str], output: ResumableOutput, model, detector_spec
                                 PREFETCH_CHUNKS)
         for chunk, analyzed in pending:
             items = _collect(analyzed, chunk)
-            rows, counts = _classify_chunk(items, model, batch_size)
+            rows, counts = _classify_chunk(items, model, batch_size, people)
             output.append(rows, counts, chunk[-1])
             processed += len(chunk)
             failures += [(it.path, it.error) for it in items if it.error is not None][:NAMED_FAILURES - len(failures)]

@@ -25,7 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="folders (searched recursively), globs (quote them: 'photos/**/*.jpg'), files, list "
-                        "files (.txt/.lst: one path per line, relative to the list's folder) or - (paths on stdin)")
+                        "files (.txt/.lst: one path per line, relative to the list's folder), - (paths on stdin), or "
+                        "a person list: a .csv with columns path,person,reference (1 marks a person's neutral photos), "
+                        "whose faces are then read relative to their person's reference (columns person, reference, "
+                        "relative_to_reference and raw_<emotion> are added)")
     p.add_argument("-o", "--out", required=True,
                    help="output file: .csv, .jsonl or .parquet (needs pyarrow); written atomically at the end")
     p.add_argument("--pre-cropped", action="store_true",

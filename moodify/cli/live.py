@@ -13,8 +13,8 @@ import cv2
 from ..errors import VideoError
 from ..video.frames import LIVE_SETTINGS, FrameAnalyzer
 from ..video.live import LiveSession, gui_problem, open_source, run_headless, run_window
-from .options import (add_detector_arguments, add_tracking_arguments, build_recognizer, check_tracking_arguments,
-                      torch_threads)
+from .options import (add_detector_arguments, add_reference_arguments, add_tracking_arguments, build_recognizer,
+                      check_tracking_arguments, torch_threads)
 
 DESCRIPTION = ("Live emotions from a webcam, video file or stream, tracked per person: in a window "
                "(q quit, s snapshot, r record, space pause), or headless with --no-window.")
@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=640, help="camera frame width to ask for")
     p.add_argument("--height", type=int, default=480, help="camera frame height to ask for")
     add_tracking_arguments(p, **LIVE_SETTINGS)
+    add_reference_arguments(p)
     add_detector_arguments(p)
 
 
@@ -54,7 +55,8 @@ def _run(args: argparse.Namespace) -> int:
     recognizer = build_recognizer(args)
     reader = open_source(camera=args.camera, source=args.source, width=args.width, height=args.height)
     analyzer = FrameAnalyzer(recognizer, detect_every=args.detect_every, detect_side=args.detect_side,
-                             smoothing=args.smoothing, max_missed=args.max_missed, coast=args.coast)
+                             smoothing=args.smoothing, max_missed=args.max_missed, coast=args.coast,
+                             auto_reference=args.auto_reference)
     report = "jsonl" if args.jsonl else "events"
     try:
         session = LiveSession(analyzer, fps_hint=reader.fps, out_dir=args.out_dir, record=args.record,

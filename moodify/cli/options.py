@@ -103,6 +103,31 @@ def add_tracking_arguments(p: argparse.ArgumentParser, *, detect_every: int, det
                    help="CPU threads for the classifier; 1 leaves a core to video decoding and encoding")
 
 
+def add_reference_arguments(p: argparse.ArgumentParser, *, span: bool = False) -> None:
+    """A person's neutral face as their reference (``moodify.pipeline.reference``), for video and live."""
+    if span:
+        p.add_argument("--reference-seconds", default=None, metavar="A-B",
+                       help="the people in view from second A to B hold a neutral face: each one's frames there become "
+                            "their reference, and from B on their emotions are read relative to it")
+    p.add_argument("--auto-reference", action="store_true",
+                   help="read each person relative to the median of their own earlier frames until calibrated "
+                        "(measured on KDEF: see the model card)")
+
+
+def parse_span(text: str | None) -> tuple[float, float] | None:
+    """``"2-4.5"`` -> ``(2.0, 4.5)``; one clear error for anything else."""
+    if text is None:
+        return None
+    start, sep, end = text.partition("-")
+    try:
+        span = (float(start), float(end))
+    except ValueError:
+        span = None
+    if not sep or span is None or not (0 <= span[0] < span[1] < float("inf")):
+        raise ValueError(f"--reference-seconds takes A-B, seconds with 0 <= A < B (e.g. 0-2), got {text!r}")
+    return span
+
+
 def check_tracking_arguments(args: argparse.Namespace) -> None:
     """Raise ``VideoError`` naming the first out-of-range tracking option."""
     problem = None

@@ -9,8 +9,8 @@ import time
 from ..errors import VideoError
 from ..video.io import CODECS
 from ..video.job import VideoAnalysis, analyze_video
-from .options import (add_detector_arguments, add_tracking_arguments, build_recognizer, check_tracking_arguments,
-                      torch_threads)
+from .options import (add_detector_arguments, add_reference_arguments, add_tracking_arguments, build_recognizer,
+                      check_tracking_arguments, parse_span, torch_threads)
 
 DESCRIPTION = ("Annotate a video: faces tracked per person, smoothed emotions, a CSV timeline "
                "(one row per face per frame) and a per-person summary.")
@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", default=None, help="write the timeline here: one row per face per processed frame")
     p.add_argument("--every", type=int, default=1, help="analyse every N-th frame (the video keeps all frames)")
     add_tracking_arguments(p, detect_every=1, detect_side=None, coast=0)
+    add_reference_arguments(p, span=True)
     p.add_argument("--codec", default="auto", choices=CODECS,
                    help="annotated video codec: h264 plays in browsers; mp4v is OpenCV's fallback")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
@@ -35,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
     check_tracking_arguments(args)
     if args.every < 1:
         raise VideoError(f"--every must be >= 1, got {args.every}")
+    parse_span(args.reference_seconds)
     with torch_threads(args.threads):
         return _run(args)
 
@@ -44,7 +46,8 @@ def _run(args: argparse.Namespace) -> int:
     analysis = analyze_video(args.input, recognizer=recognizer, output=args.output, csv_path=args.csv,
                              every=args.every, detect_every=args.detect_every, detect_side=args.detect_side,
                              smoothing=args.smoothing, max_missed=args.max_missed, coast=args.coast,
-                             codec=args.codec,
+                             codec=args.codec, reference_span=parse_span(args.reference_seconds),
+                             auto_reference=args.auto_reference,
                              # A bar only on a terminal: in a log or a pipe it is junk lines.
                              progress=not args.no_progress and sys.stderr.isatty(), max_frames=args.max_frames)
     start = time.perf_counter()
@@ -55,6 +58,8 @@ def _run(args: argparse.Namespace) -> int:
         interrupted = True  # the outputs were closed on the way out and hold the frames so far
     seconds = time.perf_counter() - start
     print(analysis.summary.format())
+    if analysis.reference_span is not None:
+        print(analysis.reference_note())
     print(_outputs_line(analysis, seconds))
     if interrupted:
         print(f"moodify video: interrupted after {analysis.frames_read} frames; the outputs hold those",

@@ -23,9 +23,9 @@ MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
 # ensemble of two larger networks, more accurate and about 12x slower (models/MODEL_CARD*.md).
 REGISTRY: dict[str, dict[str, str]] = {
     "default": {"file": "moodify-fer2013-fast.pt", "summary": "fast",
-                "sha256": "79b7f9803a2abbe8a3fced32732335fc151f02bcc69b0a40a56b0f797af95c12"},
+                "sha256": "9589933e2ce592f227f2ffd583373fc3f9ba777173258a1caae9f48a0bf79622"},
     "accurate": {"file": "moodify-fer2013-ensemble.pt", "summary": "slower",
-                 "sha256": "860af09ff58e749bde7c8225851149e5ea9fd6c31f252b79992c398eadb7b7a9"},
+                 "sha256": "94925a7994b8b726900399a3683b9eba99a858e6f54f2e70643a78969df98ae7"},
 }
 
 

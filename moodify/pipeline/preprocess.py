@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import torch
 
+from .reference import ReferenceSetting
+
 FACE_SIZE = 48  # pixels
 
 
@@ -116,6 +118,9 @@ class Preprocessing:
     ``framings``: one ``Framing`` per detector kind ("yunet", "haar"), because a YuNet box and a
     Haar box sit differently on a face; ``"<kind>:box"`` is the box-only framing used when a face
     comes without landmarks (a box given by hand, or one a video tracker carried).
+    ``reference``: how this model's probabilities are read relative to a person's neutral face
+    (``moodify.pipeline.reference``); measured per model and kept here, beside the framings, so it
+    travels with the weights into checkpoints and ONNX files. None: not measured for this model.
     """
 
     input_size: int = FACE_SIZE
@@ -123,6 +128,7 @@ class Preprocessing:
     std: float = 0.25
     framing: Framing = FER2013_FRAMING  # the training data's own framing (a Haar box on FER2013)
     framings: dict = field(default_factory=dict)
+    reference: ReferenceSetting | None = None
 
     def framing_for(self, kind: str | None, *, landmarks: bool = True) -> Framing:
         """The framing for faces from detector ``kind``; with ``landmarks=False`` one that needs none."""
@@ -133,14 +139,18 @@ class Preprocessing:
         return self.framings.get("haar", self.framing)
 
     def to_dict(self) -> dict:
-        return {"input_size": self.input_size, "mean": self.mean, "std": self.std,
-                "framing": self.framing.to_dict(), "framings": {k: f.to_dict() for k, f in self.framings.items()}}
+        out = {"input_size": self.input_size, "mean": self.mean, "std": self.std,
+               "framing": self.framing.to_dict(), "framings": {k: f.to_dict() for k, f in self.framings.items()}}
+        if self.reference is not None:
+            out["reference"] = self.reference.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
         return cls(input_size=int(d["input_size"]), mean=float(d["mean"]), std=float(d["std"]),
                    framing=Framing(**d["framing"]),
-                   framings={k: Framing(**f) for k, f in (d.get("framings") or {}).items()})
+                   framings={k: Framing(**f) for k, f in (d.get("framings") or {}).items()},
+                   reference=ReferenceSetting.from_dict(d.get("reference")))
 
 
 def normalize_array(faces: np.ndarray, prep: Preprocessing) -> np.ndarray:

@@ -24,6 +24,7 @@ from ..labels import EMOTIONS
 from .detect import LANDMARKS, Box, Detection, Detector, find_faces, make_detector
 from .images import load_image
 from .preprocess import Preprocessing, crop_faces
+from .reference import AMBIGUOUS_FACE_AREA, Reference, ReferenceError, ReferenceSetting, adjust, reference_setting
 
 if TYPE_CHECKING:
     from ..model.base import EmotionClassifier
@@ -39,6 +40,10 @@ class Face:
     # Five (x, y) points in the original image's pixels, in moodify.pipeline.detect.LANDMARKS order
     # (right eye, left eye, nose, right and left mouth corner); None where the detector gives none (Haar).
     landmarks: tuple[tuple[float, float], ...] | None = None
+    # With a reference (``Recognizer.analyze(..., reference=...)``): ``probabilities`` are relative to
+    # that person's neutral face and these are the model's own reading; None without a reference.
+    raw_probabilities: dict[str, float] | None = None
+    relative_to_reference: bool = False
 
     @property
     def emotion(self) -> str:
@@ -53,6 +58,9 @@ class Face:
         out = {"box": {"x": x, "y": y, "w": w, "h": h}, "emotion": self.emotion,
                "confidence": round(self.confidence, 6),
                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+        if self.relative_to_reference:
+            out["relative_to_reference"] = True
+            out["raw_probabilities"] = {k: round(v, 6) for k, v in self.raw_probabilities.items()}
         if self.landmarks is not None:
             out["landmarks"] = {name: [round(px, 1), round(py, 1)] for name, (px, py) in zip(LANDMARKS, self.landmarks)}
         return out
@@ -104,18 +112,56 @@ class Recognizer:
         """How faces are cropped and resized for the model (its checkpoint's, or for_cropping's)."""
         return self._preprocessing if self._preprocessing is not None else self.model.preprocessing
 
-    def analyze(self, image) -> list[Face]:
+    def analyze(self, image, *, reference: Reference | None = None) -> list[Face]:
         """Faces in ``image`` (a path, bytes, PIL image, or BGR/grayscale numpy array), largest first.
 
+        ``reference`` (from ``Recognizer.reference``): each face's ``probabilities`` are read relative
+        to that person's neutral face, and ``raw_probabilities`` keep the model's own reading.
         Raises ``moodify.ImageError`` for input that is not a readable image.
         """
         bgr = load_image(image)
-        return self.analyze_bgr(bgr)
+        return self.analyze_bgr(bgr, reference=reference)
 
-    def analyze_bgr(self, bgr: np.ndarray) -> list[Face]:
+    def analyze_bgr(self, bgr: np.ndarray, *, reference: Reference | None = None) -> list[Face]:
         """Like ``analyze`` on an already-decoded BGR (or grayscale) uint8 image."""
         detections, crops = self.detect_and_crop(bgr)
-        return self.faces(detections, crops, self.predict(crops))
+        return self.faces(detections, crops, self.predict(crops), reference=reference, setting=self._setting(reference))
+
+    def reference(self, images, *, names: list[str] | None = None) -> Reference:
+        """One person's neutral face, from one or more photos or frames of them (their largest face each).
+
+        ``images``: a path, array, bytes or PIL image, or a list of them; several are averaged;
+        ``names``: what to call each in messages (default: the path, or "reference image N"). Raises
+        ``moodify.pipeline.reference.ReferenceError`` (one line) where an image has no face or shows
+        several faces of similar size (whose neutral face would it be?), ``ImageError`` where one is
+        unreadable. The cost is one forward pass per image.
+        """
+        reference_setting(self.model)  # a model with no measured setting is refused before any work
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        if not items:
+            raise ReferenceError("a reference needs at least one photo of the person's neutral face")
+        probs, sources = [], []
+        for i, item in enumerate(items):
+            name = (names[i] if names and i < len(names) else
+                    str(item) if isinstance(item, (str, os.PathLike)) else f"reference image {i + 1}")
+            detections, crops = self.detect_and_crop(load_image(item))
+            if not detections:
+                raise ReferenceError(f"{name}: no face found; a reference needs a photo of the person's neutral face")
+            areas = [d.box[2] * d.box[3] for d in detections]
+            similar = sum(a >= AMBIGUOUS_FACE_AREA * areas[0] for a in areas)
+            if similar > 1:
+                raise ReferenceError(f"{name}: {similar} faces of similar size; a reference is one person's "
+                                     "neutral face: use a photo of that person alone")
+            probs.append(self.predict(crops[:1])[0])
+            sources.append(name)
+        return Reference.from_probabilities(np.stack(probs), sources=sources)
+
+    def relative(self, probs: np.ndarray, reference: Reference) -> np.ndarray:
+        """Probabilities (N, 7) read relative to ``reference``, as this model's stored setting says."""
+        return adjust(probs, reference, reference_setting(self.model))
+
+    def _setting(self, reference: Reference | None) -> ReferenceSetting | None:
+        return None if reference is None else reference_setting(self.model)
 
     def analyze_gray(self, gray: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
         """Like ``analyze`` on a grayscale uint8 image; ``boxes`` skips detection (faces get no landmarks)."""
@@ -152,16 +198,22 @@ class Recognizer:
             raise RuntimeError("this Recognizer only detects and crops (Recognizer.for_cropping)")
         return self.model.predict(crops) if len(crops) else np.zeros((0, len(EMOTIONS)))
 
-    def classify(self, gray: np.ndarray, detections: list[Detection]) -> list[Face]:
+    def classify(self, gray: np.ndarray, detections: list[Detection], *, reference: Reference | None = None) -> list[Face]:
         """Crop and classify ``detections`` of ``gray`` in one batched ``predict``: one ``Face`` each."""
         crops = self.crops(gray, detections)
-        return self.faces(detections, crops, self.predict(crops))
+        return self.faces(detections, crops, self.predict(crops), reference=reference, setting=self._setting(reference))
 
     @staticmethod
-    def faces(detections: list[Detection], crops: np.ndarray, probs: np.ndarray) -> list[Face]:
-        """One ``Face`` per detection, from its crop and probabilities."""
-        return [Face(tuple(int(v) for v in d.box), dict(zip(EMOTIONS, map(float, p))), crop, d.landmarks)
-                for d, p, crop in zip(detections, probs, crops)]
+    def faces(detections: list[Detection], crops: np.ndarray, probs: np.ndarray, *,
+              reference: Reference | None = None, setting: ReferenceSetting | None = None) -> list[Face]:
+        """One ``Face`` per detection, from its crop and probabilities (relative to ``reference``, if given)."""
+        if reference is None or not len(probs):
+            return [Face(tuple(int(v) for v in d.box), dict(zip(EMOTIONS, map(float, p))), crop, d.landmarks)
+                    for d, p, crop in zip(detections, probs, crops)]
+        adjusted = adjust(probs, reference, setting)
+        return [Face(tuple(int(v) for v in d.box), dict(zip(EMOTIONS, map(float, a))), crop, d.landmarks,
+                     raw_probabilities=dict(zip(EMOTIONS, map(float, p))), relative_to_reference=True)
+                for d, p, a, crop in zip(detections, probs, adjusted, crops)]
 
 
 _NO_MODEL = object()  # the model of a Recognizer.for_cropping

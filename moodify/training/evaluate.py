@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "a folder with one sub-folder per class; the whole pipeline runs on each photo")
     p.add_argument("--where", action="append", default=None, metavar="COLUMN=VALUE[,VALUE]",
                    help="with --photos CSV: keep rows whose COLUMN is one of the VALUEs (repeatable, all must hold)")
+    p.add_argument("--person", default=None, metavar="COLUMN[,COLUMN]",
+                   help="with --photos CSV and --reference-where: the columns that name one person (e.g. subject,session); "
+                        "each photo is read relative to that person's reference photos (matched by angle too, where the "
+                        "CSV has an angle column), which are not scored")
+    p.add_argument("--reference-where", action="append", default=None, metavar="COLUMN=VALUE[,VALUE]",
+                   help="with --person: the CSV rows that are reference photos (a person's neutral face), e.g. label=neutral")
     p.add_argument("--labels", default="fer2013", choices=["fer2013", "ferplus"],
                    help="ground truth: FER2013 labels or the FER+ majority vote")
     p.add_argument("--split", default="PrivateTest", choices=SPLITS, help="which split to score")
@@ -182,18 +188,37 @@ def record_metrics(name_or_path: str | None, split: str, report: dict) -> None:
 def evaluate_photos_main(args: argparse.Namespace) -> dict:
     """``moodify evaluate --photos``: the whole pipeline on labelled photos, printed and written."""
     from ..cli.options import build_recognizer
-    from .photos import format_photo_report, load_photos, photo_report, run_photos, write_photo_predictions
+    from .photos import (format_photo_report, load_photos, load_references, photo_report, run_photos,
+                         write_photo_predictions)
 
     if args.record:
         raise ValueError("--record stores FER2013 split metrics; it does not apply to --photos")
+    if bool(args.person) != bool(args.reference_where):
+        raise ValueError("--person and --reference-where go together: who each photo shows, and which photos are "
+                         "their neutral references")
     photos = load_photos(args.photos, where=args.where)
     recognizer = build_recognizer(args)
     if args.tta is not None:  # the model was loaded for this run alone: its default is ours to set
         recognizer.model.tta = args.tta
-    outcomes, seconds = run_photos(recognizer, photos, progress=sys.stderr.isatty(), total=len(photos))
+    references = None
+    if args.person:
+        person = [c.strip() for c in args.person.split(",") if c.strip()]
+        selected = len(photos)
+        photos, references = load_references(recognizer, args.photos, photos, person=person, where=args.reference_where)
+        if not photos:
+            raise ValueError("every photo selected is a reference photo: nothing is left to score")
+    outcomes, seconds = run_photos(recognizer, photos, progress=sys.stderr.isatty(), total=len(photos),
+                                   references=references)
     report = photo_report(outcomes, seconds=seconds)
     report.update(model=recognizer.model.name, detector=recognizer.detector.kind, photos=str(args.photos),
                   where=args.where or [], tta=bool(recognizer.model.tta))
+    if references is not None:
+        with_ref = sum(o.referenced for o in outcomes)
+        report["reference"] = {"person": list(references.person), "where": args.reference_where,
+                               "setting": recognizer.model.preprocessing.reference.to_dict(),
+                               "with_reference": with_ref, "without_reference": len(outcomes) - with_ref,
+                               "reference_photos": selected - len(photos),
+                               "unusable": {" ".join(k): why for k, why in references.unusable.items()}}
     print(format_photo_report(report, header=f"{recognizer.model.name} + {recognizer.detector.kind} detector"
                                              f"{', flip TTA' if report['tta'] else ''} on "
                                              f"{args.photos}" + (f" ({' '.join(args.where)})" if args.where else "")))

@@ -111,15 +111,66 @@ class PhotoOutcome:
     """What the pipeline made of one labelled photo: the largest face's probabilities, or why none."""
 
     photo: LabelledPhoto
-    probabilities: np.ndarray | None = None  # (7,) for the largest face
+    probabilities: np.ndarray | None = None  # (7,) for the largest face (relative to its reference, if any)
     faces: int = 0
     error: str | None = None  # the photo could not be read
+    referenced: bool = False  # read relative to its person's reference
     box: tuple[int, int, int, int] | None = None  # the largest face's (x, y, w, h), in pixels
 
 
+@dataclass
+class PhotoReferences:
+    """Each person's reference (their neutral photos, by ``--person`` columns and angle) for a photo set."""
+
+    person: tuple[str, ...]  # the CSV columns that name one person, e.g. ("subject", "session")
+    references: dict = field(default_factory=dict)  # person key -> Reference
+    reference_paths: set = field(default_factory=set)  # the reference photos, which are not scored
+    unusable: dict = field(default_factory=dict)  # person key -> why no reference could be made
+
+    def key(self, photo: LabelledPhoto) -> tuple:
+        return tuple(photo.meta.get(c, "") for c in self.person) + ((photo.meta["angle"],) if "angle" in photo.meta else ())
+
+    def reference_for(self, photo: LabelledPhoto):
+        return self.references.get(self.key(photo))
+
+
+def load_references(recognizer, source: str | os.PathLike, photos: Sequence[LabelledPhoto], *,
+                    person: Sequence[str], where: Sequence[str]) -> tuple[list[LabelledPhoto], PhotoReferences]:
+    """The photos to score (reference photos left out) and each person's reference.
+
+    The reference photos are the CSV's rows matching ``where`` (e.g. ``label=neutral``), whatever
+    ``--where`` kept; a photo's reference is made from those of the same ``person`` (and the same
+    ``angle``, where the CSV has that column). Several reference photos of one person are averaged.
+    """
+    from ..pipeline.images import ImageError
+    from ..pipeline.reference import ReferenceError
+
+    if Path(source).is_dir():
+        raise DataError("--person and --reference-where read columns of a CSV; a folder per class has none")
+    candidates = load_photos(source, where=where)
+    missing = [c for c in person if c not in candidates[0].meta]
+    if missing:
+        raise DataError(f"{source}: --person names no column {', '.join(missing)} "
+                        f"(columns: {', '.join(candidates[0].meta)})")
+    refs = PhotoReferences(tuple(person), reference_paths={c.path for c in candidates})
+    groups: dict[tuple, list[LabelledPhoto]] = {}
+    for c in candidates:
+        groups.setdefault(refs.key(c), []).append(c)
+    scored = [ph for ph in photos if ph.path not in refs.reference_paths]
+    for key in sorted({refs.key(ph) for ph in scored} & set(groups)):
+        try:
+            refs.references[key] = recognizer.reference([c.path for c in groups[key]])
+        except (ReferenceError, ImageError) as exc:
+            refs.unusable[key] = str(exc)
+    return scored, refs
+
+
 def run_photos(recognizer, photos: Iterable[LabelledPhoto], *, progress: bool = False,
-               total: int | None = None) -> tuple[list[PhotoOutcome], float]:
-    """Analyse every photo (the largest face counts); returns the outcomes and the seconds taken."""
+               total: int | None = None, references: PhotoReferences | None = None) -> tuple[list[PhotoOutcome], float]:
+    """Analyse every photo (the largest face counts); returns the outcomes and the seconds taken.
+
+    ``references``: each photo is read relative to its person's reference, where one was made.
+    """
     from tqdm import tqdm
 
     from ..pipeline.images import ImageError
@@ -127,13 +178,15 @@ def run_photos(recognizer, photos: Iterable[LabelledPhoto], *, progress: bool = 
     outcomes = []
     start = time.perf_counter()
     for photo in tqdm(photos, total=total, unit="photo", disable=not progress, leave=False):
+        reference = references.reference_for(photo) if references is not None else None
         try:
-            faces = recognizer.analyze(photo.path)
+            faces = recognizer.analyze(photo.path, reference=reference)
         except ImageError as exc:
             outcomes.append(PhotoOutcome(photo, error=str(exc)))
             continue
         probs = np.array([faces[0].probabilities[e] for e in EMOTIONS]) if faces else None
-        outcomes.append(PhotoOutcome(photo, probs, len(faces), box=tuple(faces[0].box) if faces else None))
+        outcomes.append(PhotoOutcome(photo, probs, len(faces), referenced=reference is not None,
+                                     box=tuple(faces[0].box) if faces else None))
     return outcomes, time.perf_counter() - start
 
 
@@ -211,7 +264,13 @@ def write_photo_predictions(outcomes: Sequence[PhotoOutcome], path: str | os.Pat
 
 
 def format_photo_report(report: dict, *, header: str) -> str:
-    lines = [header,
+    lines = [header]
+    if "reference" in report:
+        r = report["reference"]
+        lines.append(f"  relative to each person's reference ({', '.join(r['person'])}): {r['with_reference']} photos; "
+                     f"{r['without_reference']} had no reference and were read as they are; "
+                     f"{r['reference_photos']} reference photos not scored")
+    lines += [
              f"  accuracy {report['accuracy']:.2%}   macro-F1 {report['macro_f1']:.4f}   photos {report['n']}   "
              f"no face found {len(report['no_face'])}   unreadable {len(report['unreadable'])}   "
              f"several faces {report['several_faces']}"]

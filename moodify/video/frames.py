@@ -42,6 +42,12 @@ class TrackedFace(Face):
         return d
 
 
+# How long ``FrameAnalyzer.calibrate`` collects a person's frames for their reference (live's `c`).
+CALIBRATION_SECONDS = 1.0
+# An automatic reference is the median of a person's last this many frames (log-probabilities).
+AUTO_REFERENCE_FRAMES = 300
+
+
 @dataclass
 class FrameResult:
     """The faces of one processed frame. ``time`` in seconds from the start; ``detected``: the
@@ -72,7 +78,7 @@ class FrameAnalyzer:
 
     def __init__(self, recognizer, *, detect_every: int = 1, detect_side: int | None = None,
                  smoothing: float = SMOOTHING, iou_threshold: float = IOU_THRESHOLD,
-                 max_missed: int = MAX_MISSED, min_hits: int = 1, coast: int = 0):
+                 max_missed: int = MAX_MISSED, min_hits: int = 1, coast: int = 0, auto_reference: bool = False):
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         self.recognizer = recognizer
@@ -86,6 +92,14 @@ class FrameAnalyzer:
         self.frames = 0
         self._t0: float | None = None
         self._landmarks: dict[int, tuple] = {}  # track id -> (box when measured, landmarks)
+        if auto_reference:
+            from ..pipeline.reference import reference_setting
+
+            reference_setting(recognizer.model)  # refused at once for a model with no measured setting
+        self.auto_reference = auto_reference
+        self.references: dict = {}  # track id -> Reference, while the track lives
+        self._history: dict[int, deque] = {}  # track id -> its last frames' log-probabilities (auto_reference)
+        self._calibration: dict | None = None  # {"start", "end", "frames": {track id: [probs]}} while collecting
 
     @classmethod
     def live(cls, recognizer, **options) -> "FrameAnalyzer":
@@ -99,6 +113,20 @@ class FrameAnalyzer:
         self.frames = 0
         self._t0 = None
         self._landmarks = {}
+        self.references, self._history, self._calibration = {}, {}, None
+
+    def calibrate(self, *, start: float | None = None, end: float | None = None,
+                  seconds: float = CALIBRATION_SECONDS) -> None:
+        """Take every person seen between ``start`` and ``end`` (seconds of the video; default: from
+        the next frame for ``seconds``) as holding a neutral face: their frames there become their
+        reference, used from the end of the span while their track lives."""
+        if start is not None and end is not None and not (0 <= start < end):
+            raise ValueError(f"a reference span needs 0 <= start < end, got {start}-{end}")
+        self._calibration = {"start": start, "end": end, "seconds": seconds, "frames": {}}
+
+    @property
+    def calibrating(self) -> bool:
+        return self._calibration is not None
 
     def process(self, image: np.ndarray, *, time_s: float | None = None) -> FrameResult:
         """Analyse one BGR (or grayscale) uint8 frame; ``time_s`` defaults to the wall clock since
@@ -122,14 +150,56 @@ class FrameAnalyzer:
             detections = [Detection(t.int_box, landmarks=self._carried_landmarks(t)) for t in tracks]
             crops = self.pipeline.crops(gray, detections)
             probs = self.pipeline.predict(crops)  # all faces of the frame in one pass
+            self._collect(tracks, probs, float(time_s))
             for t, d, p, crop in zip(tracks, detections, probs, crops):
-                smoothed = self.smoother.update(t.id, p)
+                reference = self._reference(t.id, p)
+                read = p if reference is None else self.pipeline.relative(p[None], reference)[0]
+                smoothed = self.smoother.update(t.id, read)
                 faces.append(TrackedFace(d.box, dict(zip(EMOTIONS, map(float, smoothed))), crop, d.landmarks,
+                                         relative_to_reference=reference is not None,
                                          track_id=t.id, raw_probabilities=dict(zip(EMOTIONS, map(float, p)))))
+        else:
+            self._collect([], np.zeros((0, len(EMOTIONS))), float(time_s))
         result = FrameResult(self.frames, float(time_s), faces, detect)
         self.frames += 1
         return result
 
+
+    def _collect(self, tracks, probs: np.ndarray, time_s: float) -> None:
+        """Add this frame's readings to a calibration in progress; at its end, make the references."""
+        from ..pipeline.reference import Reference
+
+        alive = {t.id for t in self.tracker.tracks}
+        for store in (self.references, self._history):
+            for key in [k for k in store if k not in alive]:
+                del store[key]  # a reference belongs to a tracked person: it ends with their track
+        cal = self._calibration
+        if cal is None:
+            return
+        if cal["start"] is None:
+            cal["start"], cal["end"] = time_s, time_s + cal["seconds"]
+        if cal["start"] <= time_s <= cal["end"]:
+            for t, p in zip(tracks, probs):
+                cal["frames"].setdefault(t.id, []).append(p)
+        if time_s >= cal["end"]:
+            for key, frames in cal["frames"].items():
+                if key in alive:
+                    self.references[key] = Reference.from_probabilities(np.stack(frames),
+                                                                        sources=(f"{len(frames)} frames",))
+            self._calibration = None
+
+    def _reference(self, key: int, probs: np.ndarray):
+        """The person's reference: their calibration, else (``auto_reference``) their earlier frames' median."""
+        from ..pipeline.reference import Reference
+
+        if key in self.references:
+            return self.references[key]
+        if not self.auto_reference:
+            return None
+        history = self._history.setdefault(key, deque(maxlen=AUTO_REFERENCE_FRAMES))
+        reference = Reference(np.median(np.stack(history), axis=0), count=len(history)) if history else None
+        history.append(np.log(np.clip(probs, 1e-6, 1.0)))
+        return reference
 
     def _remember_landmarks(self, tracks, found) -> None:
         """Each track's landmarks from the detection it was matched to on this frame."""

@@ -32,7 +32,8 @@ class VideoAnalysis:
     def __init__(self, source, *, recognizer=None, output: str | os.PathLike | None = None,
                  csv_path: str | os.PathLike | None = None, every: int = 1, detect_every: int = 1,
                  detect_side: int | None = None, smoothing: float = SMOOTHING, max_missed: int = MAX_MISSED,
-                 coast: int = 0, codec: str = "auto", progress: bool = True, max_frames: int = 0):
+                 coast: int = 0, codec: str = "auto", progress: bool = True, max_frames: int = 0,
+                 reference_span: tuple[float, float] | None = None, auto_reference: bool = False):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         if output is not None and Path(output).resolve() == Path(source).resolve():
@@ -42,7 +43,16 @@ class VideoAnalysis:
 
             recognizer = Recognizer()
         self.analyzer = FrameAnalyzer(recognizer, detect_every=detect_every, detect_side=detect_side,
-                                      smoothing=smoothing, max_missed=max_missed, coast=coast)
+                                      smoothing=smoothing, max_missed=max_missed, coast=coast,
+                                      auto_reference=auto_reference)
+        # The people in view during reference_span (seconds) hold a neutral face: their reference.
+        self.reference_span = reference_span
+        self.calibrated: set[int] = set()  # track ids that got a reference from the span
+        if reference_span is not None:
+            from ..pipeline.reference import reference_setting
+
+            reference_setting(recognizer.model)
+            self.analyzer.calibrate(start=reference_span[0], end=reference_span[1])
         self.reader = VideoReader(source)
         try:
             self.writer = VideoWriter(output, fps=self.reader.fps, codec=codec) if output is not None else None
@@ -79,6 +89,7 @@ class VideoAnalysis:
                 if fresh:
                     result = self.analyzer.process(frame.bgr, time_s=frame.time)
                     result.index = frame.index  # the file's frame number, not the analyser's count
+                    self.calibrated.update(self.analyzer.references)
                     self.summary.add(result)
                     if self.timeline is not None:
                         self.timeline.write(result)
@@ -96,6 +107,15 @@ class VideoAnalysis:
             bar.close()
             self.close()
             self.damage = self.reader.damage
+
+    def reference_note(self) -> str:
+        """One line on what the reference span gave: who was calibrated, or why nobody."""
+        a, b = self.reference_span
+        if self.calibrated:
+            people = ", ".join(str(k) for k in sorted(self.calibrated))
+            return (f"reference: person {people} calibrated from {a:g}-{b:g} s; their emotions after {b:g} s are "
+                    "relative to their neutral face")
+        return f"reference: nobody was calibrated: no face was tracked through {a:g}-{b:g} s (the video may be shorter)"
 
     def run(self) -> "VideoAnalysis":
         """Analyse the whole video (no per-frame results kept) and return self."""

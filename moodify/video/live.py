@@ -40,6 +40,7 @@ KEY_QUIT = {ord("q"), ord("Q"), 27}  # 27: Esc
 KEY_SNAPSHOT = {ord("s"), ord("S")}
 KEY_RECORD = {ord("r"), ord("R")}
 KEY_PAUSE = {ord(" ")}
+KEY_CALIBRATE = {ord("c"), ord("C")}  # the people in view hold a neutral face: ~1 s of it becomes their reference
 
 
 # --------------------------------------------------------------------------- sources
@@ -170,6 +171,7 @@ class LiveSession:
         self.frames = 0
         self._labels: dict[int, str] = {}  # track id -> label, of the faces in the latest frame
         self._seen: set[int] = set()
+        self._calibrating = False
         self.last: np.ndarray | None = None  # the latest annotated frame
         if record:
             self.start_recording(record)
@@ -183,7 +185,11 @@ class LiveSession:
         if self.timeline is not None:
             self.timeline.write(result)
         self._report(result)
-        status = ["REC"] if self.recorder is not None else []
+        calibrated = sum(f.track_id in self.analyzer.references for f in result.faces)
+        if self._calibrating and not self.analyzer.calibrating:
+            self._say(f"calibrated {calibrated} person(s): their emotions are now read relative to their neutral face")
+        self._calibrating = self.analyzer.calibrating
+        status = (["REC"] if self.recorder is not None else []) + (["CALIBRATING"] if self._calibrating else [])
         self.last = annotate_tracks(frame.bgr, result.faces, fps=fps, status=status, copy=False)
         if self.recorder is not None:
             self.recorder.write(self.last)
@@ -208,6 +214,9 @@ class LiveSession:
                 self.stop_recording()
         elif key in KEY_PAUSE:
             self.paused = not self.paused
+        elif key in KEY_CALIBRATE:
+            self.analyzer.calibrate()
+            self._say("calibrating: hold a neutral face for a second")
         return False
 
     def start_recording(self, path: str | Path) -> None:

@@ -4,7 +4,8 @@ The timeline has one row per face per processed frame: ``time_s, frame, track_id
 columns every Moodify table has (``moodify.pipeline.rows.FACE_COLUMNS``: ``face`` numbered from 1
 in the frame, the box, this frame's own ``emotion`` and ``confidence`` and its seven
 probabilities), then the temporally smoothed ``label`` with its smoothed ``label_confidence``
-(what the annotated video shows).
+(what the annotated video shows), and ``relative_to_reference`` (1: that label was read relative to
+the person's neutral face, ``moodify video --reference-seconds`` or live's calibration).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..labels import EMOTIONS
 from ..pipeline.rows import FACE_COLUMNS, face_row, numbered, percent
 from .frames import FrameResult
 
-CSV_COLUMNS = ("time_s", "frame", "track_id", *FACE_COLUMNS, "label", "label_confidence")
+CSV_COLUMNS = ("time_s", "frame", "track_id", *FACE_COLUMNS, "label", "label_confidence", "relative_to_reference")
 # The per-person summary: ``EmotionSummary.rows()``, one dict per person with these keys.
 SUMMARY_COLUMNS = ("track_id", "first_s", "last_s", "frames", "main_emotion", "mood", *EMOTIONS)
 # A person is "mostly X" only when X's share of the time leads every other emotion's by at least
@@ -60,7 +61,8 @@ def timeline_rows(result: FrameResult) -> list[list]:
         raw = [face.raw_probabilities[e] for e in EMOTIONS]
         number, x, y, w, h, emotion, confidence, *probs = face_row(number, face.box, raw)
         rows.append([f"{result.time:.4f}", result.index, face.track_id, number, x, y, w, h, emotion,
-                     f"{confidence:.6f}", *(f"{p:.6f}" for p in probs), face.emotion, f"{face.confidence:.6f}"])
+                     f"{confidence:.6f}", *(f"{p:.6f}" for p in probs), face.emotion, f"{face.confidence:.6f}",
+                     int(face.relative_to_reference)])
     return rows
 
 

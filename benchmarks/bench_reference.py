@@ -1,0 +1,171 @@
+"""How to read a face relative to the same person's neutral face: the candidates, measured on KDEF.
+
+The rule (written before measuring, as issue #22 asks): on KDEF's *train* subjects, straight and
+half-profile photos pooled, each photo's reference is the NE photo of the same subject, session
+and angle; reference photos are not scored. Candidates: ``logit`` and ``prob``
+(``moodify.pipeline.reference``) at weights 0.1 ... 1.0. (The rule also named "subtract only the
+reference's non-neutral evidence", ``log r_k - log r_neutral``: under the softmax that is ``logit``
+exactly, and it measured the same to the last photo, so it is not listed.) Guard: each NE photo is scored with the
+subject's other-session NE photo as its reference; a candidate whose neutral recall there falls more
+than 10 points below no reference is out. Pick: the best pooled accuracy; among candidates within
+0.5 points of it, the smallest weight (then logit before prob). Shipped only if it gains at
+least 1 point over no reference. Then val is read once, through
+``moodify evaluate --photos ... --person subject,session --reference-where label=neutral``.
+
+It also measures an automatic reference for video and live: each subject/session/angle's photos
+in 5 seeded random orders are a "video"; a frame's reference is the median log-probabilities of
+the frames before it. Shipped as an option only if it gains at least 1 point there.
+
+    python benchmarks/bench_reference.py --where split=train              # the choice
+    python benchmarks/bench_reference.py --where split=train --model accurate
+
+Each photo is analysed once by the shipped pipeline (the largest face); ``--cache FILE`` keeps
+those probabilities between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from moodify.labels import EMOTIONS  # noqa: E402
+from moodify.pipeline.reference import METHODS, NEUTRAL, ReferenceSetting, adjust  # noqa: E402
+
+WEIGHTS = [round(0.1 * k, 1) for k in range(1, 11)]
+ANGLES = ("S", "HL", "HR")
+GAIN_TO_SHIP = 1.0  # points
+TIE = 0.5  # points
+GUARD = 10.0  # points of neutral recall
+
+
+def analyse(photos, model: str, cache: Path | None) -> dict[str, np.ndarray | None]:
+    """name -> the largest face's probabilities (None: no face), from the shipped Recognizer."""
+    import moodify
+    from moodify.training.photos import run_photos
+
+    if cache is not None and cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        names, probs = list(data["names"]), data["probs"]
+        known = {n: (None if np.isnan(p).any() else p) for n, p in zip(names, probs)}
+        if all(ph.name in known for ph in photos):
+            return known
+    outcomes, seconds = run_photos(moodify.Recognizer(model=model), photos, progress=True, total=len(photos))
+    print(f"analysed {len(photos)} photos in {seconds:.0f} s", file=sys.stderr)
+    out = {o.photo.name: o.probabilities for o in outcomes}
+    if cache is not None:
+        np.savez(cache, names=np.array(list(out)),
+                 probs=np.stack([np.full(len(EMOTIONS), np.nan) if p is None else p for p in out.values()]))
+    return out
+
+
+def pairs(photos, probs):
+    """(scored photos with their reference, neutral photos with the other session's, photos with no reference)."""
+    key = lambda ph: (ph.meta["subject"], ph.meta["session"], ph.meta["angle"])  # noqa: E731
+    neutral = {key(ph): probs[ph.name] for ph in photos if ph.label == NEUTRAL and probs.get(ph.name) is not None}
+    scored, guard, missing = [], [], 0
+    for ph in photos:
+        p = probs.get(ph.name)
+        if ph.label == NEUTRAL:
+            other = (ph.meta["subject"], "B" if ph.meta["session"] == "A" else "A", ph.meta["angle"])
+            if other in neutral:
+                guard.append((p, neutral[other], ph.label))
+            continue
+        ref = neutral.get(key(ph))
+        missing += ref is None
+        scored.append((p, ref, ph.label))
+    return scored, guard, missing
+
+
+def accuracy(items, setting: ReferenceSetting | None) -> float:
+    """Share right; a photo without a face is wrong; one without a reference is read as it is."""
+    right = 0
+    for p, ref, label in items:
+        if p is None:
+            continue
+        q = p if (setting is None or ref is None) else adjust(p, np.log(np.clip(ref, 1e-6, 1)), setting)
+        right += int(np.argmax(q)) == label
+    return 100.0 * right / len(items) if items else 0.0
+
+
+def auto_reference(photos, probs, setting: ReferenceSetting | None, *, orders: int = 5) -> float:
+    """Accuracy over every frame of every subject/session/angle "video" with the running median reference."""
+    videos = defaultdict(list)
+    for ph in photos:
+        videos[(ph.meta["subject"], ph.meta["session"], ph.meta["angle"])].append(ph)
+    rng = np.random.default_rng(0)
+    right = total = 0
+    for key in sorted(videos):
+        for _ in range(orders):
+            seen = []
+            for i in rng.permutation(len(videos[key])):
+                ph = videos[key][i]
+                p = probs.get(ph.name)
+                total += 1
+                if p is None:
+                    continue
+                q = p
+                if setting is not None and seen:
+                    q = adjust(p, np.median(np.stack(seen), axis=0), setting)
+                right += int(np.argmax(q)) == ph.label
+                seen.append(np.log(np.clip(p, 1e-6, 1)))
+    return 100.0 * right / total
+
+
+def main() -> None:
+    from moodify.training.photos import load_photos
+
+    data = Path(os.environ.get("MOODIFY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--photos", default=str(data / "kdef" / "meta.csv"))
+    p.add_argument("--where", action="append", default=[], help="e.g. split=train (the choice is made there)")
+    p.add_argument("--model", default="default")
+    p.add_argument("--cache", type=Path, default=None, help="an .npz file keeping each photo's probabilities")
+    args = p.parse_args()
+    photos = load_photos(args.photos, where=[*args.where, "angle=" + ",".join(ANGLES)])
+    probs = analyse(photos, args.model, args.cache)
+
+    by_angle = {"S": [ph for ph in photos if ph.meta["angle"] == "S"],
+                "HL+HR": [ph for ph in photos if ph.meta["angle"] != "S"]}
+    scored, guard, missing = pairs(photos, probs)
+    split = {name: pairs(subset, probs)[0] for name, subset in by_angle.items()}
+    print(f"{args.model} on {args.photos} {' '.join(args.where)}: {len(scored)} photos scored "
+          f"({missing} without a reference, read as they are), {len(guard)} NE photos for the guard")
+    base = accuracy(scored, None)
+    base_guard = accuracy(guard, None)
+    print(f"{'candidate':<16} {'pooled':>7} {'S':>7} {'HL+HR':>7} {'NE (guard)':>10}")
+    print(f"{'no reference':<16} {base:>7.2f} {accuracy(split['S'], None):>7.2f} "
+          f"{accuracy(split['HL+HR'], None):>7.2f} {base_guard:>10.2f}")
+    rows = []
+    for method in METHODS:
+        for w in WEIGHTS:
+            s = ReferenceSetting(method, w)
+            row = (accuracy(scored, s), accuracy(split["S"], s), accuracy(split["HL+HR"], s), accuracy(guard, s))
+            ok = row[3] >= base_guard - GUARD
+            rows.append((s, row, ok))
+            print(f"{method + ' ' + str(w):<16} {row[0]:>7.2f} {row[1]:>7.2f} {row[2]:>7.2f} {row[3]:>10.2f}"
+                  + ("" if ok else "  (guard: out)"))
+    qualified = [(s, r) for s, r, ok in rows if ok]
+    best = max(r[0] for _, r in qualified)
+    near = [(s, r) for s, r in qualified if r[0] >= best - TIE]
+    pick, row = min(near, key=lambda sr: (sr[0].weight, METHODS.index(sr[0].method)))
+    verdict = "ship" if row[0] - base >= GAIN_TO_SHIP else "do not ship"
+    print(f"pick: {pick.method} {pick.weight}: pooled {row[0]:.2f} against {base:.2f} "
+          f"({row[0] - base:+.2f} points): {verdict}")
+
+    everything = load_photos(args.photos, where=[*args.where, "angle=" + ",".join(ANGLES)])
+    plain = auto_reference(everything, probs, None)
+    auto = auto_reference(everything, probs, pick)
+    print(f"automatic reference (running median of earlier frames, {pick.method} {pick.weight}): "
+          f"{auto:.2f} against {plain:.2f} without ({auto - plain:+.2f} points): "
+          f"{'ship as an option' if auto - plain >= GAIN_TO_SHIP else 'do not ship'}")
+
+
+if __name__ == "__main__":
+    main()
