@@ -115,7 +115,7 @@ def test_window_shows_the_video_and_its_keys_save_a_snapshot_and_a_recording(dis
                               "--threads", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out = Lines(child.stdout)
-        out.wait_for(r"person 1 appears: \w+ \d+%")  # the first frame has been analysed and shown
+        out.wait_for(r"person 1 appears: \w+ \d+\.\d%")  # the first frame has been analysed and shown
         window = _xdotool(display, "search", "--sync", "--name", "moodify live").split()[0]
         _xdotool(display, "windowfocus", "--sync", window)
         assert _xdotool(display, "getwindowname", window).startswith("moodify live (q quit, s snapshot")
