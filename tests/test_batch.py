@@ -321,7 +321,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(many_crops, tmp_path):
     assert run(many_crops, "-o", out, "--pre-cropped", "--chunk-size", "3", "--resume") == 0  # already complete
 
 
-def test_shards_merge_to_the_unsharded_run(photos, crops, tmp_path):
+def test_shards_merge_to_the_unsharded_run(photos, crops, tmp_path, capsys):
     full = tmp_path / "full.csv"
     assert run(photos, crops, "-o", full) == EXIT_UNREADABLE
     parts = [tmp_path / f"part-{k}.csv" for k in (1, 2, 3)]
@@ -330,25 +330,8 @@ def test_shards_merge_to_the_unsharded_run(photos, crops, tmp_path):
     shard_paths = [{r["path"] for r in read_csv(p)} for p in parts]
     assert all(shard_paths) and sum(map(len, shard_paths)) == len(set().union(*shard_paths))  # disjoint, none empty
 
-    merged = tmp_path / "merged.csv"
-    assert cli(["merge", str(tmp_path / "part-*"), "-o", str(merged)]) == 0  # the glob also matches part-K.csv.shard
-    key = lambda r: (r["path"], int(r["face"]) if r["face"] else -1)  # noqa: E731
-    same_rows(read_csv(merged), sorted(read_csv(full), key=key), tol=2e-6)
-
-    as_jsonl = tmp_path / "merged.jsonl"
-    assert cli(["merge", *map(str, parts), "-o", str(as_jsonl)]) == 0
-    lines = [json.loads(line) for line in as_jsonl.read_text(encoding="utf-8").splitlines()]
-    assert [(r["path"], r["face"]) for r in lines] == [(r["path"], int(r["face"]) if r["face"] else None)
-                                                       for r in read_csv(merged)]
-
-
-def test_merge_names_a_missing_shard(photos, crops, tmp_path, capsys):
-    """Merging 2 of 3 shards printed "205 rows from 2 file(s)" and exited 0: each shard now records
-    which K of N it is, and merge names the missing one unless told --allow-missing."""
-    parts = [tmp_path / f"part-{k}.csv" for k in (1, 2, 3)]
-    for k, part in enumerate(parts, start=1):
-        if k != 2:
-            assert run(photos, crops, "-o", part, "--shard", f"{k}/3") in (0, EXIT_UNREADABLE)
+    # Merging 2 of 3 printed "205 rows from 2 file(s)" and exited 0: each shard now records which K
+    # of N it is (part-K.csv.shard), and merge names the missing one unless told --allow-missing.
     assert json.loads(Path(str(parts[2]) + ".shard").read_text())["shard"] == 3
     merged = tmp_path / "merged.csv"
     capsys.readouterr()
@@ -358,6 +341,16 @@ def test_merge_names_a_missing_shard(photos, crops, tmp_path, capsys):
     assert cli(["merge", str(parts[0]), str(parts[2]), "-o", str(merged), "--allow-missing"]) == 0
     assert "warning: shard 2 of 3 is missing" in capsys.readouterr().err
     assert len(read_csv(merged)) == len(read_csv(parts[0])) + len(read_csv(parts[2]))
+
+    assert cli(["merge", str(tmp_path / "part-*"), "-o", str(merged), "--overwrite"]) == 0  # the glob also matches .shard files
+    key = lambda r: (r["path"], int(r["face"]) if r["face"] else -1)  # noqa: E731
+    same_rows(read_csv(merged), sorted(read_csv(full), key=key), tol=2e-6)
+
+    as_jsonl = tmp_path / "merged.jsonl"
+    assert cli(["merge", *map(str, parts), "-o", str(as_jsonl)]) == 0
+    lines = [json.loads(line) for line in as_jsonl.read_text(encoding="utf-8").splitlines()]
+    assert [(r["path"], r["face"]) for r in lines] == [(r["path"], int(r["face"]) if r["face"] else None)
+                                                       for r in read_csv(merged)]
 
 
 def test_merge_refuses_unfinished_or_overlapping_shards(photos, tmp_path, capsys):
