@@ -178,16 +178,17 @@ def _near(box, expected, tolerance: float = 0.2) -> bool:
 @pytest.fixture(scope="module")
 def uploaded_photo(browser, app_url, media) -> dict:
     """Upload the astronaut once; what the page and its three downloads show."""
-    page = _open_app(browser, app_url)
+    opened = time.monotonic()
+    page = _open_app(browser, app_url)  # the app's first page: the model is loaded before the page shows
     try:
         start = time.monotonic()
         page.locator('input[type="file"]').set_input_files(str(media["photo"]))
         _wait_for_result(page)
-        first_result_s = time.monotonic() - start  # the app's time to first result, as a user waits for it
+        # The app's time to first result, as a new user waits for it: the first page, then the upload.
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "first-result.json").write_text(json.dumps(
-            {"seconds": round(first_result_s, 2), "photo": "astronaut.jpg (512x512, 1 face)",
-             "load_average": os.getloadavg()[0]}))
+            {"first_page_s": round(start - opened, 2), "upload_to_result_s": round(time.monotonic() - start, 2),
+             "photo": "astronaut.jpg (512x512, 1 face)", "load_average": os.getloadavg()[0]}))
         shown = {"text": page.inner_text("body"), "cards": _face_cards(page),
                  "csv": pd.read_csv(io.BytesIO(_download(page, "Download CSV"))),
                  "json": json.loads(_download(page, "Download JSON")),
