@@ -198,7 +198,9 @@ def test_readme_python_runs_on_a_real_photo(reader, block):
                           text=True, timeout=COMMAND_TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    # One face: its box, "happy" (she smiles), its probabilities and its five landmarks.
-    assert len(lines) == 2 and lines[0].startswith("(") and " happy " in lines[0], done.stdout
+    # One face: its box, "happy" (she smiles), its probabilities and its five landmarks; then the same
+    # face read relative to a neutral photo: two sets of 7 probabilities (relative, raw).
+    assert len(lines) == 3 and lines[0].startswith("(") and " happy " in lines[0], done.stdout
     assert lines[0].count("), (") == 4 and "'neutral': " in lines[0], done.stdout
-    assert lines[1] == "probs (1, 7) [1.0]", done.stdout
+    assert lines[1].startswith("{'angry': ") and lines[1].count("'neutral': ") == 2, done.stdout
+    assert lines[2] == "probs (1, 7) [1.0]", done.stdout
