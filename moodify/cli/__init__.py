@@ -55,6 +55,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ..errors import EXIT_ERROR, MoodifyError
+    from ..names import printable
 
     args = get_parser().parse_args(argv)
     # A file name that is not valid UTF-8 must not stop a run where stdout is strict UTF-8
@@ -65,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = args.func(args)
     except MoodifyError as exc:
-        print(f"moodify {args.command}: error: {exc}", file=sys.stderr)
+        # Messages name files; a name's control characters are escaped (they could rewrite the terminal).
+        print(f"moodify {args.command}: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_status
     except (FileNotFoundError, ValueError) as exc:
-        print(f"moodify {args.command}: error: {exc}", file=sys.stderr)
+        print(f"moodify {args.command}: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"moodify {args.command}: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..names import printable
 from ..batch.merge import merge_files
 
 DESCRIPTION = ("Join the outputs of sharded `moodify batch --shard K/N` runs (CSV, JSONL or Parquet) into one "
@@ -20,5 +21,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     rows, files = merge_files(args.inputs, args.out, overwrite=args.overwrite)
-    print(f"moodify merge: {rows:,} rows from {files} file(s) -> {args.out}", file=sys.stderr)
+    print(f"moodify merge: {rows:,} rows from {files} file(s) -> {printable(args.out)}", file=sys.stderr)
     return 0

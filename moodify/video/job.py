@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import VideoError
+from ..files import check_outputs
 from ..pipeline.draw import annotate_tracks
 from .frames import FrameAnalyzer, FrameResult
 from .io import VideoReader, VideoWriter
@@ -35,8 +36,9 @@ class VideoAnalysis:
                  coast: int = 0, codec: str = "auto", progress: bool = True, max_frames: int = 0):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
-        if output is not None and Path(output).resolve() == Path(source).resolve():
-            raise VideoError(f"{output}: the output would overwrite the input")
+        # An output that is the input (by inode: a hard link or another name for it too) is
+        # refused before anything is opened for writing.
+        check_outputs({"-o": output, "--csv": csv_path}, [source])
         if recognizer is None:
             from ..pipeline.recognizer import Recognizer
 

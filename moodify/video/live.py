@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..errors import VideoError
+from ..names import printable
 from ..pipeline.draw import annotate_tracks
 from .frames import FpsMeter, FrameAnalyzer, FrameResult
 from .io import VideoFrame, VideoReader, VideoWriter
@@ -237,6 +238,7 @@ class LiveSession:
         return path
 
     def _say(self, text: str) -> None:
+        text = printable(text)  # it names files: their control characters are escaped
         if self.report != "jsonl":  # keep JSON lines machine-readable
             print(text, file=self.stream, flush=True)
         else:
