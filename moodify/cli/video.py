@@ -72,6 +72,10 @@ def _outputs_line(analysis: VideoAnalysis, seconds: float) -> str:
     fps = analysis.frames_read / seconds if seconds > 0 else 0.0
     parts = [f"{analysis.frames_read} frames read, {analysis.frames_processed} analysed in {seconds:.1f} s "
              f"({fps:.1f} frames/s)"]
+    reader = analysis.reader
+    if reader.scaled_to is not None:
+        parts.append(f"frames scaled from {reader.width}x{reader.height} to {reader.scaled_to[0]}x{reader.scaled_to[1]} "
+                     "(boxes and the video in those pixels)")
     if analysis.writer is not None:
         writer = analysis.writer
         parts.append(f"video: {printable(str(writer.path))} ({writer.codec}, {writer.frames_written} frames)")

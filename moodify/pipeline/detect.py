@@ -52,6 +52,13 @@ class Detection:
     score: float | None = None
     landmarks: tuple[Point, ...] | None = None  # in LANDMARKS order
 
+    def scaled(self, factor: float) -> "Detection":
+        """This face in a picture ``factor`` times larger (a large JPEG's faces, found on its reduced decode)."""
+        if factor == 1:
+            return self
+        points = None if self.landmarks is None else tuple((x * factor, y * factor) for x, y in self.landmarks)
+        return Detection(tuple(int(round(v * factor)) for v in self.box), self.score, points)
+
 
 class Detector(Protocol):
     kind: str  # which framing of the model's preprocessing applies to this detector's boxes

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..labels import EMOTIONS
 from .detect import LANDMARKS, Box, Detection, Detector, find_faces, make_detector
-from .images import load_image
+from .images import decode_image
 from .preprocess import Preprocessing, crop_faces
 
 if TYPE_CHECKING:
@@ -107,10 +107,18 @@ class Recognizer:
     def analyze(self, image) -> list[Face]:
         """Faces in ``image`` (a path, bytes, PIL image, or BGR/grayscale numpy array), largest first.
 
-        Raises ``moodify.ImageError`` for input that is not a readable image.
+        Raises ``moodify.ImageError`` for input that is not a readable image. Boxes are in the
+        picture's own pixels, also for a large JPEG decoded at reduced scale.
         """
-        bgr = load_image(image)
-        return self.analyze_bgr(bgr)
+        detections, crops = self.find_and_crop(image)
+        return self.faces(detections, crops, self.predict(crops))
+
+    def find_and_crop(self, image) -> tuple[list[Detection], np.ndarray]:
+        """``detect_and_crop`` for any image input (a path, bytes, ...): a JPEG over the pixel limit
+        is decoded reduced (``moodify.pipeline.images.decode_image``), its boxes mapped back."""
+        bgr, scale = decode_image(image)
+        detections, crops = self.detect_and_crop(bgr)
+        return [d.scaled(scale) for d in detections], crops
 
     def analyze_bgr(self, bgr: np.ndarray) -> list[Face]:
         """Like ``analyze`` on an already-decoded BGR (or grayscale) uint8 image."""

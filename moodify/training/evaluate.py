@@ -139,6 +139,7 @@ def format_report(report: dict, *, header: str) -> str:
 
 
 def main(args: argparse.Namespace) -> dict:
+    check_outputs({"--out": args.out}, folders=["--out"])  # before the model and the data are read
     if args.photos:
         return evaluate_photos_main(args)
     model = load_model(args.model, backend=args.backend)

@@ -19,8 +19,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..labels import EMOTIONS, label_index
+from ..names import csv_cell
 from ..pipeline.images import IMAGE_SUFFIXES
-from .data import DataError
+from .data import DataError, bounded_lines
 
 
 
@@ -69,7 +70,7 @@ def load_photos(source: str | os.PathLike, *, where: Sequence[str] | dict | None
 
 def _csv_photos(path: Path, where: dict[str, set[str]]) -> list[LabelledPhoto]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+        reader = csv.DictReader(bounded_lines(fh, path))
         columns = reader.fieldnames or []
         missing = {"path", "label"} - set(columns)
         if missing:
@@ -193,10 +194,11 @@ def write_photo_predictions(outcomes: Sequence[PhotoOutcome], path: str | os.Pat
             label = EMOTIONS[o.photo.label]
             if o.probabilities is None:
                 predicted = "" if o.error else "no face"
-                writer.writerow([o.photo.name, label, predicted, False, "", o.faces, o.error or "", *[""] * len(EMOTIONS)])
+                writer.writerow([csv_cell(o.photo.name), label, predicted, False, "", o.faces, csv_cell(o.error or ""),
+                                 *[""] * len(EMOTIONS)])
                 continue
             k = int(np.argmax(o.probabilities))
-            writer.writerow([o.photo.name, label, EMOTIONS[k], k == o.photo.label, f"{o.probabilities[k]:.4f}",
+            writer.writerow([csv_cell(o.photo.name), label, EMOTIONS[k], k == o.photo.label, f"{o.probabilities[k]:.4f}",
                              o.faces, "", *(f"{p:.4f}" for p in o.probabilities)])
 
 
