@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..cli.options import HelpFormatter
+from ..files import check_outputs
 from ..labels import EMOTIONS
 from ..model.registry import load_model
 from ..model.torch_backend import EmotionModel, batched_logits
