@@ -45,9 +45,10 @@ def _escape(c: str) -> str:
     return c  # printable to a terminal though not to str.isprintable (a zero-width joiner in an emoji name)
 
 
-def csv_cell(text: str) -> str:
-    """``text`` safe in a spreadsheet: a leading ``'`` where it could start a formula."""
-    return "'" + text if text.startswith(_QUOTED_STARTS) else text
+def csv_cell(text):
+    """``text`` safe in a spreadsheet: a leading ``'`` where it could start a formula (anything
+    but a str is given back as it is)."""
+    return "'" + text if isinstance(text, str) and text.startswith(_QUOTED_STARTS) else text
 
 
 def from_csv_cell(cell: str) -> str:

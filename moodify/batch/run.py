@@ -189,6 +189,10 @@ def _run_batch(inputs: Sequence[str], out: Path, *, model, model_name: str | Non
             return Summary(Counts(), 0.0, 0, out)
         raise BatchError(f"{out} exists: pass --overwrite to replace it")
 
+    if not pre_cropped:
+        from ..pipeline.detect import make_detector
+
+        make_detector(**detector_spec)  # a wrong --yunet-model is one line here, not a worker's traceback
     if model is None:
         model = load_model(model_name, backend=backend)
     resuming = resume and output.interrupted_run_exists()

@@ -204,6 +204,13 @@ class YuNetDetector(_BoxesMixin):
         try:
             self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.score_threshold,
                                                   self.nms_threshold, 5000)
+            if self.model_path is not None:
+                # OpenCV loads any ONNX graph (the emotion model, say) and fails only at the first
+                # picture; one blank picture now turns that into this one-line refusal.
+                self._net.setInputSize((64, 64))
+                _, probe = self._net.detect(np.zeros((64, 64, 3), np.uint8))
+                if probe is not None and (probe.ndim != 2 or probe.shape[1] != 15):
+                    raise cv2.error(f"its output has shape {probe.shape}, not YuNet's (faces, 15)")
         except cv2.error as exc:
             raise DetectorError(f"{path}: not a YuNet model OpenCV can load ({str(exc).strip().splitlines()[-1]})") from None
 
