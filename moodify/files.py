@@ -17,11 +17,7 @@ import stat
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .errors import MoodifyError
-
-
-class OutputError(MoodifyError, ValueError):
-    """An output that cannot or must not be written: it is an input, a folder, or under a file."""
+from .errors import MoodifyError, OutputError
 
 
 def _identity(path: str | os.PathLike) -> tuple[int, int] | None:
@@ -54,7 +50,7 @@ def check_outputs(outputs: Mapping[str, str | os.PathLike | None], inputs: Itera
         for source in sources:
             if same_file(path, source):
                 what = "is" if str(path) == str(source) else f"is the same file as {source},"
-                raise OutputError(f"{option} {path} {what} an input: writing it would destroy it; "
+                raise OutputError(f"{option} {path} {what} an input: writing it would overwrite it; "
                                   "choose another name")
         _check_place(option, path, folder=option in folders)
     names = list(given.items())

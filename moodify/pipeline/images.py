@@ -139,16 +139,12 @@ def _reduce_jpeg(img: Image.Image) -> float:
     return 1.0  # even 1/8 is too large: check_size refuses it
 
 
-_QUIETED: list[bool] = []
-
-
 def _quiet_pillow_bomb_warning() -> None:
     # Pillow warns (DecompressionBombWarning, printed raw on stderr) about images between its own
     # two limits; MAX_IMAGE_PIXELS above is stricter and says what happens in one line instead. The
-    # filter is the process's (a per-call catch_warnings would not be thread-safe), set at the first decode.
-    if not _QUIETED:
-        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-        _QUIETED.append(True)
+    # filter is the process's (a per-call catch_warnings would not be thread-safe); it is put back
+    # at every decode, since a caller's catch_warnings (a test runner's) may have dropped it.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _open_pil(fp, label: str) -> tuple[np.ndarray, float]:
