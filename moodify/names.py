@@ -16,6 +16,7 @@ every command and the app, so a hostile name is harmless wherever it is shown.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Bidirectional overrides and isolates ("Trojan Source"): not control characters to Unicode
@@ -25,15 +26,18 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may take for a formula
 _QUOTED_STARTS = (*FORMULA_STARTS, "'")
 # CommonMark lets any ASCII punctuation be backslash-escaped; these are the ones that mean
-# something to Markdown, GitHub-flavoured autolinks or Streamlit (":red[...]", ":smile:", "$x$").
-_MARKDOWN = frozenset("\\`*_{}[]()#+-.!|<>~:$=&\"'")
+# something to Markdown, GitHub-flavoured autolinks ("http://...", "a@b.c") or Streamlit
+# (":red[...]", ":smile:", "$x$"). A dot matters only in "www." (an autolink without a scheme);
+# elsewhere it stays as it is, so "photo.jpg" reads the same in the page's source.
+_MARKDOWN = frozenset("\\`*_{}[]()#+-!|<>~:$=&\"'@")
+_WWW = re.compile(r"(www)\.", re.IGNORECASE)
 
 
 def printable(text: str) -> str:
     """``text`` with control characters escaped, for a terminal (stdout, stderr, a log)."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() or c == " " else _escape(c) for c in text)
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
 
 
 def _escape(c: str) -> str:
@@ -58,4 +62,4 @@ def from_csv_cell(cell: str) -> str:
 
 def markdown_text(text: str) -> str:
     """``text`` shown as itself in Markdown (Streamlit's labels, captions, errors): no link, no image."""
-    return "".join("\\" + c if c in _MARKDOWN else c for c in printable(text))
+    return _WWW.sub(r"\1\\.", "".join("\\" + c if c in _MARKDOWN else c for c in printable(text)))

@@ -240,8 +240,9 @@ def test_names_are_printed_with_control_characters_escaped(blank_png, tmp_path, 
 def test_markdown_text_shows_names_as_their_characters():
     from moodify.names import markdown_text, printable
 
-    assert markdown_text("[click](http:host?phish=1).jpg") == "\\[click\\]\\(http\\:host?phish\\=1\\)\\.jpg"
+    assert markdown_text("[click](http:host?phish=1).jpg") == "\\[click\\]\\(http\\:host?phish\\=1\\).jpg"
     assert "![" not in markdown_text("![x](http:host?beacon).png")
+    assert markdown_text("WWW.host.org me@host.org.png") == "WWW\\.host.org me\\@host.org.png"
     assert printable("a\rb\n\x1b") == "a\\rb\\n\\x1b" and printable("plain é.jpg") == "plain é.jpg"
 
 

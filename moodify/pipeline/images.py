@@ -24,7 +24,7 @@ from ..errors import ImageError
 # small file cannot claim gigabytes. 50 megapixels is a 50 MP phone photo; decoded it takes at most
 # 200 MB (4 bytes a pixel), and detection searches a 960-pixel copy anyway. A JPEG over it (up to
 # Pillow's own ceiling, PILLOW_MAX_PIXELS) is decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder
-# itself (``draft``), never whole: a 13000x13000 JPEG takes 32 MB, not 507.
+# itself (``draft``), never whole: a 13000x13000 JPEG takes 127 MB (at 1/2), not 507.
 MAX_IMAGE_PIXELS = 50_000_000
 PILLOW_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # Pillow refuses to open anything larger (DecompressionBombError)
 # 16-bit, alpha and float images are converted to 8-bit in blocks of rows (CONVERT_BLOCK_PIXELS),

@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..labels import EMOTIONS, label_index
-from ..names import csv_cell
+from ..names import csv_cell, printable
 from ..pipeline.images import IMAGE_SUFFIXES
 from .data import DataError, bounded_lines
 
@@ -215,10 +215,10 @@ def format_photo_report(report: dict, *, header: str) -> str:
     lines.append("  confusion (rows true, columns predicted: " + ", ".join(report["confusion_columns"]) + "):")
     lines += ["    " + " ".join(f"{v:>4}" for v in row) for row in report["confusion"]]
     for name in report["no_face"][:20]:
-        lines.append(f"  no face: {name}")
+        lines.append(f"  no face: {printable(name)}")
     if len(report["no_face"]) > 20:
         lines.append(f"  ... and {len(report['no_face']) - 20} more without a face (all in report.json)")
     for name, error in list(report["unreadable"].items())[:20]:
-        lines.append(f"  unreadable: {error}")
+        lines.append(f"  unreadable: {printable(error)}")
     return "\n".join(lines)
 

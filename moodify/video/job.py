@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import VideoError
 from ..files import check_outputs
+from ..names import printable
 from ..pipeline.draw import annotate_tracks
 from .frames import FrameAnalyzer, FrameResult
 from .io import VideoReader, VideoWriter
@@ -70,7 +71,7 @@ class VideoAnalysis:
         total = self.reader.frame_count or None
         if total and self.max_frames:
             total = min(total, self.max_frames)
-        bar = tqdm(total=total, unit="frame", desc=Path(self.reader.name).name, disable=not self.progress,
+        bar = tqdm(total=total, unit="frame", desc=printable(Path(self.reader.name).name), disable=not self.progress,
                    file=sys.stderr, dynamic_ncols=True)
         result: FrameResult | None = None
         try:
