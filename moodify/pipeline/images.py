@@ -24,8 +24,12 @@ from ..errors import ImageError
 # small file cannot claim gigabytes. 50 megapixels is a 50 MP phone photo; decoded it takes at most
 # 200 MB (4 bytes a pixel), and detection searches a 960-pixel copy anyway. A JPEG over it (up to
 # Pillow's own ceiling, PILLOW_MAX_PIXELS) is decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder
-# itself (``draft``), never whole: a 13000x13000 JPEG takes 127 MB (at 1/2), not 507.
+# itself (``draft``), never whole, down to REDUCED_MAX_PIXELS: a 13000x13000 JPEG takes 32 MB at
+# 1/4, not 507 (four of them through `moodify batch --workers 2`: 2.2 GB summed peak, 6.2 GB before).
 MAX_IMAGE_PIXELS = 50_000_000
+# 16 MP (4000-pixel sides): a face 1/80 of the picture wide is still 50 pixels, more than the
+# 48-pixel crop needs; the detector searches a 960-pixel copy whatever it is given.
+REDUCED_MAX_PIXELS = 16_000_000
 PILLOW_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # Pillow refuses to open anything larger (DecompressionBombError)
 # 16-bit, alpha and float images are converted to 8-bit in blocks of rows (CONVERT_BLOCK_PIXELS),
 # so converting costs one uint8 copy, not several float64 ones.
@@ -128,15 +132,15 @@ def check_size(width: int, height: int, label: str) -> None:
 
 def _reduce_jpeg(img: Image.Image) -> float:
     """Have the JPEG decoder of a JPEG over MAX_IMAGE_PIXELS decode it at 1/2, 1/4 or 1/8 scale (the
-    least reduction that fits); returns the scale (1.0: nothing to do, or not a JPEG)."""
+    least reduction to REDUCED_MAX_PIXELS, else 1/8); returns the scale (1.0: nothing to do, or not a JPEG)."""
     width, height = img.size
     if img.format != "JPEG" or width * height <= MAX_IMAGE_PIXELS:
         return 1.0
     for k in (2, 4, 8):
-        if -(-width // k) * -(-height // k) <= MAX_IMAGE_PIXELS:
+        if -(-width // k) * -(-height // k) <= REDUCED_MAX_PIXELS or k == 8:
             img.draft(img.mode, (-(-width // k), -(-height // k)))
             return width / img.width
-    return 1.0  # even 1/8 is too large: check_size refuses it
+    return 1.0  # not reached: k == 8 always answers
 
 
 def _quiet_pillow_bomb_warning() -> None:
