@@ -15,7 +15,6 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import VideoError
 from ..files import check_outputs
 from ..names import printable
 from ..pipeline.draw import annotate_tracks
