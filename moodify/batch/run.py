@@ -134,7 +134,7 @@ class Summary:
         """The unreadable inputs, for stderr: how many, the first ``NAMED_FAILURES`` with why, where the rest are."""
         errors = self.counts.errors
         rows = "its row gives" if errors == 1 else "their rows give"
-        lines = [f"moodify batch: {_count(errors, 'input')} could not be read; {rows} the reason in {self.out} "
+        lines = [f"moodify batch: {_count(errors, 'input')} could not be read; {rows} the reason in {printable(str(self.out))} "
                  "(column error)"]
         lines += [f"  {printable(path)}: {printable(error)}" for path, error in self.failures]
         if errors > len(self.failures):
@@ -153,8 +153,6 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
     ``model``: a loaded ``EmotionModel`` / ``OnnxEmotionModel`` (else ``model_name`` is loaded with
     ``backend``). ``workers``: processes that decode and detect (1: all in this process).
     """
-    from ..model.registry import load_model
-
     out = Path(out)
     check_inputs(inputs)
     check_outputs({"-o": out}, [spec for spec in inputs if spec != "-"])
