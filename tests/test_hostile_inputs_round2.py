@@ -398,6 +398,7 @@ CHECKPOINT_CASES = {
     "input_size 10**30": (lambda c: (c["preprocessing"].update(input_size=10 ** 30),
                                      c["config"].update(input_size=10 ** 30)), "input_size"),
     "framings a list": (lambda c: c["preprocessing"].update(framings=[1, 2]), "preprocessing.framings"),
+    "tta a list": (lambda c: c.update(tta=[1]), "tta"),
 }
 
 

@@ -39,6 +39,10 @@ class EmotionModel:
             raise ModelError(f"{name}: {exc}; the checkpoint is damaged") from None
         self.temperature = read_temperature(checkpoint.get("temperature", 1.0), name=name)
         check_settings(self.preprocessing, self.temperature, name=name)
+        for field, kind in (("tta", bool), ("metrics", dict), ("training", dict)):
+            if field in checkpoint and not isinstance(checkpoint[field], kind):
+                raise ModelError(f"{name}: {field} is a {type(checkpoint[field]).__name__}, not a {kind.__name__}; "
+                                 "the checkpoint is damaged")
         self.tta = bool(checkpoint.get("tta", False))
         self.metrics: dict = checkpoint.get("metrics", {})
         self.training: dict = checkpoint.get("training", {})
