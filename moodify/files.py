@@ -87,7 +87,9 @@ def _check_place(option: str, path: Path, *, folder: bool) -> None:
             parent = parent.parent
 
 
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# O_NOFOLLOW and O_CLOEXEC are POSIX's; O_BINARY is Windows' (no newline translation under Python's own).
+_OPEN_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS
 
 
 def create_new(path: str | os.PathLike, *, replace: bool = True) -> int:
@@ -104,15 +106,34 @@ def create_new(path: str | os.PathLike, *, replace: bool = True) -> int:
 def open_existing(path: str | os.PathLike, mode: str):
     """``open(path, mode)`` for a file this program made earlier, refusing a link put in its place."""
     flags = {"r+b": os.O_RDWR, "a": os.O_WRONLY | os.O_APPEND, "r": os.O_RDONLY}[mode]
-    fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, flags | _OPEN_FLAGS)
     return os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {}))
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive lock on ``fd`` without waiting; False when another process holds one."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 class WriterLock:
     """An exclusive lock on ``TARGET.lock``: a second writer of ``TARGET`` is refused, not interleaved.
 
-    The lock is the kernel's (``flock``), so it goes away with its process, even after kill -9;
-    a stale ``.lock`` file left behind holds nothing.
+    The lock is the kernel's (``flock``; ``msvcrt.locking`` on Windows), so it goes away with its
+    process, even after kill -9; a stale ``.lock`` file left behind holds nothing.
     """
 
     def __init__(self, target: str | os.PathLike, *, error: type[MoodifyError] = OutputError):
@@ -122,14 +143,10 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> "WriterLock":
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(10):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o666)
+            if not _try_lock(fd):
                 os.close(fd)
                 raise self.error(f"another moodify run is writing {self.target} (it holds {self.path}); "
                                  "wait for it, or give this run another output name") from None
@@ -146,7 +163,7 @@ class WriterLock:
             try:
                 os.unlink(self.path)  # while still holding it, so no one locks the old file after us
             except OSError:
-                pass
+                pass  # Windows removes no open file: the .lock stays, holding nothing once closed
             os.close(self._fd)
             self._fd = None
 
