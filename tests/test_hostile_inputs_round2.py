@@ -488,6 +488,7 @@ def test_a_jpeg_over_the_pixel_limit_is_decoded_reduced_with_boxes_in_its_own_pi
     assert reduced[0].emotion == full[0].emotion
 
 
+@pytest.mark.slow
 def test_one_pixel_limit_refuses_a_strip_and_prints_no_pillow_warning(tmp_path):
     from moodify.pipeline.images import MAX_IMAGE_PIXELS, ImageError, load_image
 
