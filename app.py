@@ -19,6 +19,7 @@ from moodify.app_support.results import (PICTURE_SHOWN_PX, encode_png, face_thum
                                          styled_table, table_csv, without_name)
 from moodify.app_support.session import detector_key, live_analyzer, model_choices, session_recognizer
 from moodify.app_support.uploads import pin_torch_threads, read_image_upload
+from moodify.names import markdown_text
 from moodify.pipeline.draw import annotate
 from moodify.video.timeline import person_line
 from moodify.video.tracking import SMOOTHING
@@ -116,10 +117,12 @@ def show_picture_result(name: str, bgr, faces: list[moodify.Face], *, key: str, 
     annotated = annotate(small, shown, shown_width=PICTURE_SHOWN_PX)
     summary = (f"{len(faces)} face{'s' if len(faces) != 1 else ''} found" if faces else "no face found")
     picture_col, faces_col = st.columns([3, 2])
-    picture_col.image(annotated, channels="BGR", caption=f"{name}: {summary}")
+    # Every name a user supplied goes through markdown_text: shown as its characters, never as a
+    # link or an image the browser would fetch from another host.
+    picture_col.image(annotated, channels="BGR", caption=f"{markdown_text(name)}: {summary}")
     with faces_col:
         if not faces:
-            st.warning(f"No face found in {name}. {no_face_hint(detector)}")
+            st.warning(f"No face found in {markdown_text(name)}. {no_face_hint(detector)}")
         for number, (face, heat) in enumerate(zip(faces, saliency), start=1):
             with st.container(border=True):
                 st.markdown(f"**Face {number}**: {face.emotion} ({percent(face.confidence)})")
@@ -174,9 +177,9 @@ def neutral_reference(settings: dict):
         reference = get_recognizer(settings).reference(read_image_upload(neutral.getvalue(), neutral.name),
                                                       names=[neutral.name])
     except (moodify.ImageError, ReferenceError) as exc:
-        st.error(f"The neutral photo cannot be used: {without_name(str(exc), neutral.name)}")
+        st.error(f"The neutral photo cannot be used: {markdown_text(without_name(str(exc), neutral.name))}")
         return None
-    st.success(f"Photos below are read relative to the neutral face in {neutral.name}; each card shows the "
+    st.success(f"Photos below are read relative to the neutral face in {markdown_text(neutral.name)}; each card shows the "
                "reading without it too.")
     return reference
 
@@ -193,15 +196,16 @@ def upload_mode(settings: dict) -> None:
     results, errors = [], {}
     for i, file in enumerate(files):
         try:
-            with st.spinner(f"Analysing {file.name}..."):
+            with st.spinner(f"Analysing {markdown_text(file.name)}..."):
                 bgr, faces = analyze_upload(file.getvalue(), file.name, settings, reference=reference)
         except moodify.ImageError as exc:
             errors[file.name] = str(exc)
-            st.error(f"**{file.name}** could not be read: {without_name(str(exc), file.name)}")
+            st.error(f"**{markdown_text(file.name)}** could not be read: "
+                     f"{markdown_text(without_name(str(exc), file.name))}")
             continue
         results.append((file.name, faces))
         # The first few photos open; a long batch stays compact until a photo is clicked.
-        with st.expander(f"{file.name}: {len(faces)} face{'s' if len(faces) != 1 else ''}",
+        with st.expander(f"{markdown_text(file.name)}: {len(faces)} face{'s' if len(faces) != 1 else ''}",
                          expanded=len(results) <= 3):
             show_picture_result(file.name, bgr, faces, key=f"upload-{i}", detector=settings["detector"],
                                 explain=settings["explain"])
@@ -227,7 +231,7 @@ def snapshot_mode(settings: dict) -> None:
     try:
         bgr, faces = analyze_upload(shot.getvalue(), "snapshot.jpg", settings)
     except moodify.ImageError as exc:
-        st.error(f"The camera picture could not be read: {without_name(str(exc), 'snapshot.jpg')}")
+        st.error(f"The camera picture could not be read: {markdown_text(without_name(str(exc), 'snapshot.jpg'))}")
         return
     show_picture_result("snapshot.jpg", bgr, faces, key="snapshot", detector=settings["detector"],
                         explain=settings["explain"])
@@ -350,10 +354,11 @@ def video_mode(settings: dict) -> None:
         st.session_state["video_result"], st.session_state["video_key"] = result, key
     result = st.session_state["video_result"]
     if isinstance(result, str):
-        st.error(f"**{file.name}** could not be analysed: {without_name(result, file.name)}")
+        st.error(f"**{markdown_text(file.name)}** could not be analysed: "
+                 f"{markdown_text(without_name(result, file.name))}")
         return
     if result.damage:
-        st.warning(f"{file.name} is damaged: {result.damage}. The results cover the "
+        st.warning(f"{markdown_text(file.name)} is damaged: {markdown_text(result.damage)}. The results cover the "
                    f"{result.frames_read} frames that could be read.")
     timeline, summary = result.timeline, result.summary
     st.markdown(f"**{result.frames_read} frames** analysed; **{len(summary)} "
@@ -363,7 +368,7 @@ def video_mode(settings: dict) -> None:
         video_col.video(result.video, format="video/mp4")
     with side_col:
         if summary.empty:
-            st.warning(f"No face found in {file.name}. {no_face_hint(settings['detector'])}")
+            st.warning(f"No face found in {markdown_text(file.name)}. {no_face_hint(settings['detector'])}")
         for row in summary.to_dict("records"):
             st.markdown(person_line(row))
     if not summary.empty:
@@ -395,9 +400,9 @@ def analyze_video_upload(file, settings: dict):
     """The upload analysed by moodify.app_support.video, with a progress bar on the page."""
     from moodify.app_support.video import analyze_video_upload as analyze
 
-    bar = st.progress(0.0, text=f"Analysing {file.name}...")
+    bar = st.progress(0.0, text=f"Analysing {markdown_text(file.name)}...")
     result = analyze(file.getvalue(), file.name, recognizer=get_recognizer(settings), smoothing=settings["smoothing"],
-                     progress=lambda done, text: bar.progress(done, text=text))
+                     progress=lambda done, text: bar.progress(done, text=markdown_text(text)))
     bar.empty()
     return result
 

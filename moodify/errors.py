@@ -52,3 +52,7 @@ class TrainError(MoodifyError, ValueError):
 
 class BatchError(MoodifyError, ValueError):
     """A batch job that cannot start or resume; the message says what to do."""
+
+
+class OutputError(MoodifyError, ValueError):
+    """An output that must not or cannot be written: it is an input, a folder, or under a file."""

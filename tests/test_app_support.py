@@ -43,7 +43,6 @@ def test_huge_image_is_refused_before_decoding():
     data = _png(8000, 7000, "1")  # 56 megapixels in a few kB (1 bit per pixel)
     with pytest.raises(ImageError, match=r"8000x7000 pixels \(56 megapixels\).*downscale"):
         read_image_upload(data, "huge.png")
-    assert read_image_upload(data, "huge.png", max_pixels=60_000_000).shape == (7000, 8000, 3)
 
 
 def test_loopback_switch_reads_the_environment(monkeypatch):

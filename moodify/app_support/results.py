@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..labels import EMOTIONS
+from ..names import csv_cell
 from ..pipeline.recognizer import Face
 from ..pipeline.rows import BOX_COLUMNS, FACE_COLUMNS, PERCENT_FORMAT, face_row, numbered, percent, top_emotion
 
@@ -99,8 +100,12 @@ def without_name(message: str, name: str) -> str:
 
 
 def table_csv(table: pd.DataFrame) -> bytes:
-    """The table as UTF-8 CSV bytes, ready for a download button."""
-    return table.to_csv(index=False, float_format="%.6f").encode("utf-8")
+    """The table as UTF-8 CSV bytes, ready for a download button: text cells safe for spreadsheets
+    (``moodify.names.csv_cell``, as ``moodify batch`` writes them), a name holding a carriage return
+    quoted (CRLF row ends make the writer quote it, as RFC 4180's CSV has them)."""
+    text = table.select_dtypes(include=["object", "string"]).columns
+    safe = table.assign(**{c: table[c].map(csv_cell, na_action="ignore") for c in text})
+    return safe.to_csv(index=False, float_format="%.6f", lineterminator="\r\n").encode("utf-8", "backslashreplace")
 
 
 def results_records(results: Iterable[ImageResult], *, errors: dict[str, str] | None = None) -> list[dict]:

@@ -10,10 +10,6 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import ImageError
 from ..pipeline.images import load_image
 
-# Uploads larger than this are refused before decoding: a 50-megapixel photo already takes ~150 MB
-# decoded, and detection runs on a 640-pixel copy anyway, so nothing is gained beyond it.
-MAX_UPLOAD_PIXELS = 50_000_000
-
 # Torch threads for the whole app process. Every browser session's script and webcam callback runs
 # on its own thread of one process, so the number is set for the process (a per-call context
 # manager, like ``moodify video --threads``, would race between sessions). One, as ``moodify video``
@@ -25,26 +21,22 @@ MAX_UPLOAD_PIXELS = 50_000_000
 APP_TORCH_THREADS = 1
 
 
-def read_image_upload(data: bytes, name: str, *, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
+def read_image_upload(data: bytes, name: str) -> np.ndarray:
     """An uploaded file's bytes -> BGR uint8, or ``ImageError`` with a one-line message for people.
 
-    The picture's size is read from its header first, so a huge image is refused without decoding it.
+    The limit is Moodify's one pixel limit (``moodify.pipeline.images.MAX_IMAGE_PIXELS``), read
+    from the header before decoding: a larger JPEG is decoded reduced, anything else refused.
     """
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
+        with Image.open(io.BytesIO(data)):
+            pass
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image, or a format Pillow cannot read "
                          "(try a JPEG, PNG, WebP, BMP or TIFF file)") from None
-    except Image.DecompressionBombError:
-        raise ImageError(f"{name}: the image is too large to open safely; downscale it first") from None
-    except Exception:  # a broken header: load_image below words the error
-        width = height = 0
-    if width * height > max_pixels:
-        raise ImageError(f"{name}: {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) is more than "
-                         f"the app accepts ({max_pixels / 1e6:.0f} megapixels); downscale the photo first")
+    except Exception:  # too large, or a broken header: load_image below words the error
+        pass
     return load_image(data, name=name)
 
 

@@ -13,6 +13,7 @@ from .people import is_person_list, read_person_list
 from typing import Iterable, Iterator, Sequence
 
 from ..errors import BatchError
+from ..names import printable
 from ..pipeline.images import IMAGE_SUFFIXES
 
 # A folder is searched for IMAGE_SUFFIXES (moodify.pipeline.images); a path named explicitly, in a
@@ -97,7 +98,7 @@ def _walk(folder: str) -> Iterator[str]:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError as exc:
-        print(f"moodify batch: warning: cannot list {folder}: {exc.strerror}", file=sys.stderr)
+        print(f"moodify batch: warning: cannot list {printable(str(folder))}: {exc.strerror}", file=sys.stderr)
         return
     for entry in entries:
         if entry.name.startswith("."):

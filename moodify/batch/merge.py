@@ -30,7 +30,9 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import BatchError
+from ..files import check_outputs, create_new, same_file
 from ..labels import EMOTIONS
+from ..names import from_csv_cell
 from .outputs import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, CsvFormat, JsonlFormat, csv_to_parquet, output_format
 
 
@@ -47,6 +49,8 @@ def read_rows(path: str | os.PathLike):
         df = pd.read_csv(path, dtype={c: "string" for c in COLUMNS if c not in INT_COLUMNS | FLOAT_COLUMNS},
                          keep_default_na=False, na_values={c: [""] for c in INT_COLUMNS | FLOAT_COLUMNS},
                          encoding="utf-8")
+        for c in ("path", "emotion", "error"):  # the exact text, without the spreadsheet guard (names.csv_cell)
+            df[c] = df[c].map(from_csv_cell, na_action="ignore")
     elif fmt == "jsonl":
         with open(path, encoding="utf-8") as fh:
             try:
@@ -94,15 +98,24 @@ def _check_field_counts(path: str | os.PathLike) -> None:
     which pandas would otherwise fill with blanks."""
     import csv
 
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            return
-        for number, row in enumerate(reader, start=1):
-            if len(row) != len(header):
-                raise BatchError(f"{path}: row {number} has {len(row)} fields, the header {len(header)}: "
-                                 "the file is damaged; rerun that shard")
+    limit = csv.field_size_limit()
+    # A cell as long as the file: an error row may quote a very long path (the default limit, 128 KiB,
+    # refused such a shard with a traceback). The module-wide limit is put back at once.
+    csv.field_size_limit(max(limit, os.path.getsize(path) + 1))
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                return
+            for number, row in enumerate(reader, start=1):
+                if len(row) != len(header):
+                    raise BatchError(f"{path}: row {number} has {len(row)} fields, the header {len(header)}: "
+                                     "the file is damaged; rerun that shard")
+    except csv.Error as exc:
+        raise BatchError(f"{path}: not a readable CSV ({exc}); the file is damaged; rerun that shard") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 FACE_FIELDS = ("face", "faces", "x", "y", "w", "h", "emotion", "confidence", *EMOTIONS)
@@ -202,9 +215,12 @@ def merge_files(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
 
     out = Path(out)
     fmt = output_format(out)
+    files = _expand(inputs, exclude=out)
+    # Checked before anything is read or written: an output that is a shard named on the command
+    # line would lose that shard's rows (a glob that matches the output skips it, above).
+    check_outputs({"-o": out}, files)
     if out.exists() and not overwrite:
         raise BatchError(f"{out} exists: pass --overwrite to replace it")
-    files = _expand(inputs, exclude=out)
     for f in files:
         progress = Path(str(f) + ".progress")
         if progress.exists():
@@ -245,7 +261,7 @@ def _expand(inputs: Sequence[str | os.PathLike], *, exclude: Path) -> list[Path]
             p = Path(m)
             if not p.is_file():
                 raise BatchError(f"no such file: {m}")
-            if p.resolve() != exclude.resolve():
+            if not (m != spec and same_file(p, exclude)):  # a glob's match that is the output is left out
                 files.append(p)
     if not files:
         raise BatchError("nothing to merge")
@@ -275,11 +291,11 @@ def _write(rows, out: Path, fmt: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     writer = JsonlFormat() if fmt == "jsonl" else CsvFormat()
-    with open(tmp, "wb") as fh:
+    with open(create_new(tmp), "wb") as fh:
         fh.write(writer.header())
         fh.write(writer.encode(_records(rows)))
     if fmt == "parquet":
-        tmp_parquet = out.with_name(out.name + ".tmp.parquet")
+        tmp_parquet = out.with_name(out.name + ".tmp.parquet")  # csv_to_parquet makes it afresh
         csv_to_parquet(tmp, tmp_parquet)
         os.replace(tmp_parquet, out)
         os.unlink(tmp)

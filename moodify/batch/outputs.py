@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import BatchError
+from ..files import create_new, open_existing
 from ..labels import EMOTIONS
+from ..names import csv_cell
 from ..pipeline.rows import LANDMARK_COLUMNS
 
 # One row per face; ``face`` counts from 1 in each image (largest first), as every Moodify table.
@@ -35,27 +37,40 @@ class CsvFormat:
     """CSV with a header row; probabilities with 6 decimals, landmarks with 1; empty cells for missing values.
 
     ``columns``: ``COLUMNS``, or ``COLUMNS`` plus ``moodify.batch.people.REFERENCE_COLUMNS`` for a job
-    with references.
+    with references. ``spreadsheet_safe``: text cells go through ``moodify.names.csv_cell`` (a leading
+    ``'`` where a spreadsheet could take them for a formula); off only for the rows a Parquet file is
+    built from, which keep the exact text.
     """
 
-    def __init__(self, columns: Sequence[str] = COLUMNS):
+    def __init__(self, columns: Sequence[str] = COLUMNS, *, spreadsheet_safe: bool = True):
         self.columns = tuple(columns)
         # Landmarks are pixel positions: a tenth of a pixel is all the precision they have.
         self._decimals = tuple(1 if c in LANDMARK_COLUMNS else 6 for c in self.columns)
+        self.text = csv_cell if spreadsheet_safe else str
 
     def header(self) -> bytes:
         return self._encode([self.columns])
 
     def encode(self, rows: Iterable[tuple]) -> bytes:
-        return self._encode(tuple("" if v is None else f"{v:.{d}f}" if isinstance(v, float) else v
+        text = self.text
+        return self._encode(tuple("" if v is None else f"{v:.{d}f}" if isinstance(v, float) else
+                                  text(v) if isinstance(v, str) else v
                                   for v, d in zip(row, self._decimals)) for row in rows)
 
     @staticmethod
     def _encode(rows: Iterable[Sequence]) -> bytes:
+        # The writer ends rows with "\r\n" only so that it quotes every cell holding a "\r" as well
+        # as a "\n" (with "\n" alone it leaves a name like "a\rb.jpg" bare, and no reader can parse
+        # the row); each row then ends with "\n", as every Moodify CSV does.
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows(rows)
+        writer, lines = csv.writer(buf, lineterminator="\r\n"), []
+        for row in rows:
+            writer.writerow(row)
+            lines.append(buf.getvalue()[:-2])
+            buf.seek(0)
+            buf.truncate()
         # backslashreplace: a file name that is not valid UTF-8 still gets a readable row.
-        return buf.getvalue().encode("utf-8", "backslashreplace")
+        return "".join(line + "\n" for line in lines).encode("utf-8", "backslashreplace")
 
 
 class JsonlFormat:
@@ -87,8 +102,9 @@ def output_format(path: str | os.PathLike) -> str:
 
 
 def _row_writer(fmt: str, columns: Sequence[str] = COLUMNS) -> CsvFormat | JsonlFormat:
-    # Parquet cannot be appended to safely, so its rows build up as CSV and are converted at the end.
-    return JsonlFormat(columns) if fmt == "jsonl" else CsvFormat(columns)
+    # Parquet cannot be appended to safely, so its rows build up as CSV (with the exact text) and
+    # are converted at the end.
+    return JsonlFormat(columns) if fmt == "jsonl" else CsvFormat(columns, spreadsheet_safe=fmt == "csv")
 
 
 def csv_to_parquet(src: str | os.PathLike, dst: str | os.PathLike, columns: Sequence[str] = COLUMNS) -> None:
@@ -109,9 +125,10 @@ def csv_to_parquet(src: str | os.PathLike, dst: str | os.PathLike, columns: Sequ
     empty = pd.DataFrame({c: pd.Series(dtype=dtype) for c, dtype in pandas_dtypes.items()})
     pandas_metadata = pa.Schema.from_pandas(empty, preserve_index=False).metadata
     schema = pa.schema([(c, types[c]) for c in columns], metadata=pandas_metadata)
-    reader = pacsv.open_csv(src, convert_options=pacsv.ConvertOptions(
-        column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False))
-    with pq.ParquetWriter(dst, schema) as writer:
+    reader = pacsv.open_csv(src, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                                                 quoted_strings_can_be_null=False))
+    with open(create_new(dst), "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
         for batch in reader:
             writer.write_table(pa.Table.from_batches([batch]).select(list(columns)).cast(schema))
 
@@ -154,17 +171,18 @@ class ResumableOutput:
     def start(self) -> None:
         """A fresh run: an empty partial file holding the header, and a log with the fingerprint."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._data = open(self.partial, "wb")
+        # Made afresh, never through a link someone planted at OUT.partial or OUT.progress.
+        self._data = open(create_new(self.partial), "wb")
         self._data.write(self.writer.header())
         self._sync(self._data)
-        self._log = open(self.log, "w", encoding="utf-8")
+        self._log = open(create_new(self.log), "w", encoding="utf-8")
         self._log_line({"moodify_batch": LOG_VERSION, "fingerprint": self.fingerprint})
         self._commit()
 
     def resume(self) -> None:
         """Reopen an interrupted run at its last commit, dropping whatever was written after it."""
         commits, header = [], None
-        with open(self.log, encoding="utf-8") as fh:
+        with open_existing(self.log, "r") as fh:
             for line in fh:
                 try:
                     record = json.loads(line)
@@ -193,11 +211,11 @@ class ResumableOutput:
             raise BatchError(f"{self.partial} is shorter than its progress log says; start again with --overwrite")
         self.counts = Counts(**last["counts"])
         self.last_path = last.get("last")
-        self._data = open(self.partial, "r+b")
+        self._data = open_existing(self.partial, "r+b")
         self._data.truncate(last["bytes"])  # rows written after the last commit are redone
         self._data.seek(0, os.SEEK_END)
         self._sync(self._data)
-        self._log = open(self.log, "a", encoding="utf-8")
+        self._log = open_existing(self.log, "a")
 
     def append(self, rows: list[tuple], counts: Counts, last_path: str) -> None:
         """Write one chunk's rows durably, then commit them in the log (that order is what makes kill -9 safe)."""

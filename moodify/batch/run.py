@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import BatchError
+from ..files import WriterLock, check_outputs
+from ..names import printable
 from ..pipeline.rows import face_row, landmark_values, numbered
 from .inputs import check_inputs, iter_inputs
 from .merge import write_shard_record
@@ -137,15 +139,15 @@ class Summary:
         where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
         return (f"moodify batch: {_count(c.inputs, 'image')}{where}: {_count(c.faces, 'face')}, "
                 f"{c.no_face:,} without a face, {_count(c.errors, 'error')}; {_count(self.processed, 'image')} in "
-                f"{self.seconds:.1f} s this run ({rate:,.1f} images/s) -> {self.out}")
+                f"{self.seconds:.1f} s this run ({rate:,.1f} images/s) -> {printable(str(self.out))}")
 
     def failure_report(self) -> str:
         """The unreadable inputs, for stderr: how many, the first ``NAMED_FAILURES`` with why, where the rest are."""
         errors = self.counts.errors
         rows = "its row gives" if errors == 1 else "their rows give"
-        lines = [f"moodify batch: {_count(errors, 'input')} could not be read; {rows} the reason in {self.out} "
+        lines = [f"moodify batch: {_count(errors, 'input')} could not be read; {rows} the reason in {printable(str(self.out))} "
                  "(column error)"]
-        lines += [f"  {path}: {error}" for path, error in self.failures]
+        lines += [f"  {printable(path)}: {printable(error)}" for path, error in self.failures]
         if errors > len(self.failures):
             earlier = ", read by the interrupted run this one resumed" if len(self.failures) < NAMED_FAILURES else ""
             lines.append(f"  and {errors - len(self.failures):,} more{earlier}")
@@ -162,11 +164,24 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
     ``model``: a loaded ``EmotionModel`` / ``OnnxEmotionModel`` (else ``model_name`` is loaded with
     ``backend``). ``workers``: processes that decode and detect (1: all in this process).
     """
-    from ..model.registry import load_model
-
     out = Path(out)
     check_inputs(inputs)
+    check_outputs({"-o": out}, [spec for spec in inputs if spec != "-"])
     _check_output_target(out)
+    # One writer per output: a second run given the same -o (two shards given one name) is
+    # refused here, before it reads the first one's progress log or touches its files.
+    with WriterLock(out, error=BatchError):
+        return _run_batch(inputs, out, model=model, model_name=model_name, backend=backend,
+                          detector_spec=detector_spec, pre_cropped=pre_cropped, workers=workers, shard=shard,
+                          chunk_size=chunk_size, batch_size=batch_size, resume=resume, overwrite=overwrite,
+                          progress=progress)
+
+
+def _run_batch(inputs: Sequence[str], out: Path, *, model, model_name: str | None, backend: str,
+               detector_spec: dict | None, pre_cropped: bool, workers: int, shard: tuple[int, int] | None,
+               chunk_size: int, batch_size: int, resume: bool, overwrite: bool, progress: bool) -> Summary:
+    from ..model.registry import load_model
+
     detector_spec = detector_spec or {"kind": "yunet"}
     people = People.from_inputs(inputs)
     if people is not None and pre_cropped:
@@ -184,10 +199,14 @@ def run_batch(inputs: Sequence[str], out: str | os.PathLike, *, model=None, mode
                          "or --overwrite to start again")
     if out.exists() and not output.interrupted_run_exists() and not overwrite:
         if resume:
-            print(f"moodify batch: {out} is already complete; nothing to resume", file=sys.stderr)
+            print(f"moodify batch: {printable(str(out))} is already complete; nothing to resume", file=sys.stderr)
             return Summary(Counts(), 0.0, 0, out)
         raise BatchError(f"{out} exists: pass --overwrite to replace it")
 
+    if not pre_cropped:
+        from ..pipeline.detect import make_detector
+
+        make_detector(**detector_spec)  # a wrong --yunet-model is one line here, not a worker's traceback
     if model is None:
         model = load_model(model_name, backend=backend)
     resuming = resume and output.interrupted_run_exists()

@@ -124,7 +124,7 @@ def _analyze_many(paths: list[str]) -> list[_Analyzed]:
 def _analyze(path: str) -> _Analyzed:
     """Decode one image and cut out its faces; any failure becomes a one-line error, never a crash."""
     from ..errors import ImageError
-    from ..pipeline.images import load_gray, load_image
+    from ..pipeline.images import load_gray
     from ..pipeline.preprocess import resize_face
 
     try:
@@ -132,7 +132,7 @@ def _analyze(path: str) -> _Analyzed:
             gray = load_gray(path)
             h, w = gray.shape
             return _Analyzed(path, [(0, 0, w, h)], resize_face(gray, _WORKER["prep"].input_size)[None], [None])
-        found, crops = _WORKER["pipeline"].detect_and_crop(load_image(path))
+        found, crops = _WORKER["pipeline"].find_and_crop(path)
         return _Analyzed(path, [d.box for d in found], crops, [d.landmarks for d in found])
     except ImageError as exc:
         message = str(exc)

@@ -77,6 +77,7 @@ def command_list() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from ..errors import EXIT_ERROR, MoodifyError
+    from ..names import printable
 
     if not (sys.argv[1:] if argv is None else argv):
         print(command_list())
@@ -90,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = args.func(args)
     except MoodifyError as exc:
-        print(f"moodify {args.command}: error: {exc}", file=sys.stderr)
+        # Messages name files; a name's control characters are escaped (they could rewrite the terminal).
+        print(f"moodify {args.command}: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_status
     except (FileNotFoundError, ValueError) as exc:
-        print(f"moodify {args.command}: error: {exc}", file=sys.stderr)
+        print(f"moodify {args.command}: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"moodify {args.command}: interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ import sys
 
 from ..errors import ImageError
 from ..labels import EMOTIONS
+from ..names import printable
 from ..pipeline.rows import numbered, percent
 from .options import add_detector_arguments, build_recognizer, no_face_hint
 
@@ -34,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
             faces = recognizer.analyze(path, reference=reference)
         except ImageError as exc:
             failed += 1
-            print(f"moodify: error: {exc}", file=sys.stderr)
+            print(f"moodify: error: {printable(str(exc))}", file=sys.stderr)
             results.append({"path": path, "error": str(exc)})
             continue
         results.append({"path": path,
@@ -47,6 +48,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _format_faces(path: str, faces, *, hint: str) -> str:
+    path = printable(path)
     if not faces:
         return f"{path}: no face found ({hint})"
     lines = [f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}"]

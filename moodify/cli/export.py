@@ -113,10 +113,12 @@ def main(args: argparse.Namespace) -> int:
     from ..model.onnx_backend import OnnxEmotionModel, export_onnx
     from ..model.checkpoint import sha256_file
     from ..model.registry import load_model, resolve_model_path
+    from ..files import check_outputs
 
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"{out}: the output of --format onnx should end in .onnx")
+    check_outputs({"-o": out}, [resolve_model_path(args.model)[0]])
     model = load_model(args.model)
     sha = sha256_file(resolve_model_path(args.model)[0])
     splits = None

@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 
 from ..errors import VideoError
+from ..files import check_outputs
+from ..names import printable
 from ..video.frames import LIVE_SETTINGS, FrameAnalyzer
 from ..video.live import LiveSession, gui_problem, open_source, run_headless, run_window
 from .options import (add_detector_arguments, add_reference_arguments, add_tracking_arguments, build_recognizer,
@@ -47,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
         raise VideoError(problem)
     if not Path(args.out_dir).is_dir():
         raise VideoError(f"--out-dir {args.out_dir}: no such folder")
+    check_outputs({"--csv": args.csv, "--record": args.record}, [args.source])
     with torch_threads(args.threads):
         return _run(args)
 
@@ -87,6 +90,6 @@ def _run(args: argparse.Namespace) -> int:
     print(session.summary.format(), file=out)
     print(f"{session.frames} frames in {seconds:.1f} s ({session.frames / max(seconds, 1e-9):.1f} frames/s)", file=out)
     if reader.damage and not (reader.is_live and interrupted):
-        print(f"moodify live: warning: {reader.name}: {reader.damage}", file=sys.stderr)
+        print(f"moodify live: warning: {printable(reader.name)}: {reader.damage}", file=sys.stderr)
         return 1
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..names import printable
 from ..batch.merge import merge_files
 
 DESCRIPTION = ("Join the outputs of sharded `moodify batch --shard K/N` runs (CSV, JSONL or Parquet) into one "
@@ -26,6 +27,6 @@ def main(args: argparse.Namespace) -> int:
     rows, files = merge_files(args.inputs, args.out, overwrite=args.overwrite, allow_missing=args.allow_missing,
                               notes=notes)
     for note in notes:
-        print(f"moodify merge: {note}", file=sys.stderr)
-    print(f"moodify merge: {rows:,} rows from {files} file(s) -> {args.out}", file=sys.stderr)
+        print(f"moodify merge: {printable(note)}", file=sys.stderr)
+    print(f"moodify merge: {rows:,} rows from {files} file(s) -> {printable(args.out)}", file=sys.stderr)
     return 0

@@ -7,6 +7,7 @@ import sys
 import time
 
 from ..errors import VideoError
+from ..names import printable
 from ..video.io import CODECS
 from ..video.job import VideoAnalysis, analyze_video
 from .options import (add_detector_arguments, add_reference_arguments, add_tracking_arguments, build_recognizer,
@@ -66,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     if analysis.damage:
-        print(f"moodify video: warning: {args.input}: {analysis.damage}; the outputs cover the "
+        print(f"moodify video: warning: {printable(args.input)}: {analysis.damage}; the outputs cover the "
               f"{analysis.frames_read} frames read", file=sys.stderr)
         return 1
     return 0
@@ -76,9 +77,13 @@ def _outputs_line(analysis: VideoAnalysis, seconds: float) -> str:
     fps = analysis.frames_read / seconds if seconds > 0 else 0.0
     parts = [f"{analysis.frames_read} frames read, {analysis.frames_processed} analysed in {seconds:.1f} s "
              f"({fps:.1f} frames/s)"]
+    reader = analysis.reader
+    if reader.scaled_to is not None:
+        parts.append(f"frames scaled from {reader.width}x{reader.height} to {reader.scaled_to[0]}x{reader.scaled_to[1]} "
+                     "(boxes and the video in those pixels)")
     if analysis.writer is not None:
         writer = analysis.writer
-        parts.append(f"video: {writer.path} ({writer.codec}, {writer.frames_written} frames)")
+        parts.append(f"video: {printable(str(writer.path))} ({writer.codec}, {writer.frames_written} frames)")
     if analysis.timeline is not None:
-        parts.append(f"timeline: {analysis.timeline.path} ({analysis.timeline.rows} rows)")
+        parts.append(f"timeline: {printable(str(analysis.timeline.path))} ({analysis.timeline.rows} rows)")
     return "; ".join(parts)

@@ -52,6 +52,28 @@ def calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
     return softmax(np.asarray(logits, dtype=np.float64), temperature)
 
 
+# Calibration temperatures a checkpoint may hold: fitted ones are ~1-2; far outside this range
+# softmax(logits / T) is all one class or NaN (T = 1e-300 gave "nan%").
+TEMPERATURE_RANGE = (1e-2, 1e2)
+
+
+def read_temperature(value, *, name: str) -> float:
+    """A checkpoint's (or ONNX metadata's) calibration temperature, type- and range-checked."""
+    try:
+        temperature = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ModelError(f"{name}: temperature {str(value)[:40]!r} is not a number; the checkpoint is damaged") from None
+    low, high = TEMPERATURE_RANGE
+    if isinstance(value, bool) or not low <= temperature <= high:  # NaN fails this too
+        raise ModelError(f"{name}: temperature {temperature} is outside [{low}, {high}]; the checkpoint is damaged")
+    return temperature
+
+
+def check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+
+
 def check_settings(prep: Preprocessing, temperature: float, *, name: str) -> None:
     """Refuse preprocessing or a calibration temperature that would make every prediction wrong or NaN."""
     numbers = {"temperature": temperature, "mean": prep.mean, "std": prep.std, "framing scale": prep.framing.scale,

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ModelError
 from ..labels import EMOTIONS
-from ..pipeline.preprocess import Preprocessing
+from ..pipeline.preprocess import MAX_INPUT_SIZE, Preprocessing
 from .network import NetConfig
 
 FORMAT_VERSION = 1
@@ -38,8 +38,9 @@ def net_config(config: Any, *, name: str) -> NetConfig:
         widths = [int(w) for w in net.widths]
         ok = (widths and min(widths) > 0 and int(net.convs_per_block) > 0 and int(net.hidden) > 0
               and int(net.num_classes) == len(EMOTIONS) and 0 <= float(net.dropout) < 1
-              and int(net.input_size) // 2 ** len(widths) >= 1)
-    except (TypeError, ValueError):
+              and int(net.input_size) // 2 ** len(widths) >= 1 and int(net.input_size) <= MAX_INPUT_SIZE
+              and max(widths) <= 4096 and int(net.hidden) <= 65536 and len(widths) <= 16)
+    except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
         raise ModelError(f"{name}: network config {config} describes no usable network; the checkpoint is damaged")

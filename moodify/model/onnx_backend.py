@@ -26,11 +26,14 @@ import numpy as np
 from ..errors import ModelError
 from ..labels import EMOTIONS
 from ..pipeline.preprocess import Preprocessing, normalize_array
-from .base import calibrated, check_faces, check_settings
-from .checkpoint import sha256_file
-from .network import NetConfig, fold_batchnorm
+from .base import calibrated, check_batch_size, check_faces, check_settings, read_temperature
+from .checkpoint import net_config, sha256_file
+from .network import fold_batchnorm
 
 ONNX_OPSET = 17
+# Ops whose graphs run other graphs: Moodify's export (a CNN) never makes them, and a Loop of 2**62
+# iterations would run forever, so a file holding one is refused unread by onnxruntime.
+CONTROL_FLOW_OPS = frozenset({"Loop", "If", "Scan", "SequenceMap"})
 INPUT_NAME = "faces"  # normalised faces, float32 (N, 1, H, W)
 OUTPUT_NAME = "logits"  # uncalibrated, (N, 7)
 META_PREFIX = "moodify."
@@ -49,6 +52,7 @@ class OnnxEmotionModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"ONNX model file not found: {self.path}")
+        _check_graph(self.path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -60,27 +64,63 @@ class OnnxEmotionModel:
         meta = self.session.get_modelmeta().custom_metadata_map
         if META_PREFIX + "labels" not in meta:
             raise ModelError(f"{self.path}: no Moodify metadata (labels, preprocessing); export it with `moodify export`")
-        self.labels = tuple(json.loads(meta[META_PREFIX + "labels"]))
+        try:
+            self.labels = tuple(json.loads(meta[META_PREFIX + "labels"]))
+        except (TypeError, ValueError):
+            self.labels = ()
         if self.labels != EMOTIONS:
             raise ModelError(f"{self.path}: label order {self.labels} differs from {EMOTIONS}; "
                              "refusing to swap classes silently")
         try:
-            self.preprocessing = Preprocessing.from_dict(json.loads(meta[META_PREFIX + "preprocessing"]))
-            self.temperature = float(meta.get(META_PREFIX + "temperature", 1.0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{self.path}: preprocessing or temperature missing or malformed "
-                             f"({type(exc).__name__}: {exc})") from None
+            self.preprocessing = Preprocessing.from_dict(json.loads(meta.get(META_PREFIX + "preprocessing", "null")))
+        except (TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            raise ModelError(f"{self.path}: metadata {exc}") from None
+        self.temperature = read_temperature(meta.get(META_PREFIX + "temperature", 1.0), name=str(self.path))
         check_settings(self.preprocessing, self.temperature, name=str(self.path))
-        self.tta = json.loads(meta.get(META_PREFIX + "tta", "false"))
-        self.metrics: dict = json.loads(meta.get(META_PREFIX + "metrics", "{}"))
-        self.config = NetConfig(**json.loads(meta[META_PREFIX + "config"])) if META_PREFIX + "config" in meta else None
+        try:
+            self.tta = bool(json.loads(meta.get(META_PREFIX + "tta", "false")))
+            self.metrics: dict = json.loads(meta.get(META_PREFIX + "metrics", "{}"))
+            config = json.loads(meta[META_PREFIX + "config"]) if META_PREFIX + "config" in meta else None
+        except ValueError as exc:
+            raise ModelError(f"{self.path}: metadata that is not JSON ({exc})") from None
+        if not isinstance(self.metrics, dict):
+            raise ModelError(f"{self.path}: metadata moodify.metrics is a {type(self.metrics).__name__}, not a mapping")
+        self.config = None if config is None else net_config(config, name=f"{self.path} metadata moodify.config")
+        self._check_shapes()
         self.source_sha256 = meta.get(META_PREFIX + "source_sha256")
         self.quantization = meta.get(META_PREFIX + "quantization", "none")
         self.name = name or meta.get(META_PREFIX + "name") or self.path.name
         self.net = None  # no torch module behind this model
 
+    def _check_shapes(self) -> None:
+        """The graph takes the faces the metadata describes and answers 7 logits a face: checked
+        on its declared shapes, then on one run over a blank face."""
+        size = self.preprocessing.input_size
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
+            raise ModelError(f"{self.path}: the graph does not take {INPUT_NAME!r} and answer {OUTPUT_NAME!r}; "
+                             "export it with `moodify export`")
+        declared = inputs[0].shape
+        if len(declared) != 4 or any(isinstance(d, int) and d != want for d, want in zip(declared[1:], (1, size, size))):
+            raise ModelError(f"{self.path}: the graph takes faces of shape {declared}, the metadata says "
+                             f"(N, 1, {size}, {size}); the file is damaged")
+        try:
+            probe = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.zeros((1, 1, size, size), np.float32)})[0]
+        except Exception as exc:  # onnxruntime's own error types
+            raise ModelError(f"{self.path}: the graph cannot run on a {size}x{size} face "
+                             f"({type(exc).__name__}: {str(exc)[:200]})") from None
+        self._check_answer(probe, 1)
+
+    def _check_answer(self, z: np.ndarray, n: int) -> None:
+        if z.shape != (n, len(EMOTIONS)):
+            raise ModelError(f"{self.path}: the graph answers shape {z.shape} for {n} face(s), not ({n}, "
+                             f"{len(EMOTIONS)}) logits, one per emotion; the file is damaged")
+        if not np.isfinite(z).all():
+            raise ModelError(f"{self.path}: the graph answered NaN or infinite logits; the file is damaged")
+
     def logits(self, faces: np.ndarray, *, tta: bool | None = None, batch_size: int = 512) -> np.ndarray:
         """Uncalibrated logits (N, 7) for uint8 faces (N, 48, 48); ``tta`` averages with the mirror image."""
+        check_batch_size(batch_size)  # a zero or negative one gave zero rows, silently
         faces = check_faces(faces, self.preprocessing.input_size)
         tta = self.tta if tta is None else tta
         prep = self.preprocessing
@@ -93,6 +133,7 @@ class OnnxEmotionModel:
                 z = (both[:len(x)] + both[len(x):]) / 2
             else:
                 z = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x)})[0]
+            self._check_answer(z, len(x))  # never a "nan%" or a wrong-width table
             out.append(z.astype(np.float32))
         if not out:
             return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
@@ -105,6 +146,23 @@ class OnnxEmotionModel:
     def __repr__(self) -> str:
         acc = self.metrics.get("PrivateTest", {}).get("accuracy")
         return f"OnnxEmotionModel(name={self.name!r}, quantization={self.quantization!r}, private_test_accuracy={acc})"
+
+
+def _check_graph(path: Path) -> None:
+    """Refuse, before onnxruntime reads it, a graph with control flow (``CONTROL_FLOW_OPS``) or any
+    node that runs a sub-graph."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ModelError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    nodes = list(proto.graph.node) + [n for f in proto.functions for n in f.node]
+    for node in nodes:
+        if node.op_type in CONTROL_FLOW_OPS or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                                                   for a in node.attribute):
+            raise ModelError(f"{path}: the graph holds a {node.op_type} node (control flow), which Moodify's "
+                             "export never makes; refused unrun")
 
 
 def model_metadata(model, *, source_sha256: str | None = None, quantization: str = "none") -> dict[str, str]:

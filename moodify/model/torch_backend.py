@@ -10,7 +10,7 @@ import torch
 from ..errors import ModelError
 from ..labels import EMOTIONS
 from ..pipeline.preprocess import Preprocessing, normalize
-from .base import check_faces, check_settings
+from .base import check_batch_size, check_faces, check_settings, read_temperature
 from .checkpoint import FORMAT_VERSION, clean_state_dict, net_config
 from .network import EmotionNet, fold_batchnorm
 
@@ -34,12 +34,15 @@ class EmotionModel:
             raise ModelError(f"{name}: label order {labels} differs from {EMOTIONS}; refusing to swap classes silently")
         self.name = name
         try:
-            self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
-            self.temperature = float(checkpoint.get("temperature", 1.0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{name}: preprocessing or temperature missing or malformed ({type(exc).__name__}: "
-                             f"{exc}); the checkpoint is damaged") from None
+            self.preprocessing = Preprocessing.from_dict(checkpoint.get("preprocessing"))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{name}: {exc}; the checkpoint is damaged") from None
+        self.temperature = read_temperature(checkpoint.get("temperature", 1.0), name=name)
         check_settings(self.preprocessing, self.temperature, name=name)
+        for field, kind in (("tta", bool), ("metrics", dict), ("training", dict)):
+            if field in checkpoint and not isinstance(checkpoint[field], kind):
+                raise ModelError(f"{name}: {field} is a {type(checkpoint[field]).__name__}, not a {kind.__name__}; "
+                                 "the checkpoint is damaged")
         self.tta = bool(checkpoint.get("tta", False))
         self.metrics: dict = checkpoint.get("metrics", {})
         self.training: dict = checkpoint.get("training", {})
@@ -81,6 +84,7 @@ class EmotionModel:
 
     def logits(self, faces: np.ndarray, *, tta: bool | None = None, batch_size: int = 512) -> np.ndarray:
         """Uncalibrated logits (N, 7) for uint8 faces (N, 48, 48); ``tta`` averages with the mirror image."""
+        check_batch_size(batch_size)  # a zero or negative one gave zero rows, silently
         faces = check_faces(faces, self.preprocessing.input_size)
         return batched_logits(self.net, faces, self.preprocessing, tta=self.tta if tta is None else tta,
                               batch_size=batch_size)

@@ -52,6 +52,13 @@ class Detection:
     score: float | None = None
     landmarks: tuple[Point, ...] | None = None  # in LANDMARKS order
 
+    def scaled(self, factor: float) -> "Detection":
+        """This face in a picture ``factor`` times larger (a large JPEG's faces, found on its reduced decode)."""
+        if factor == 1:
+            return self
+        points = None if self.landmarks is None else tuple((x * factor, y * factor) for x, y in self.landmarks)
+        return Detection(tuple(int(round(v * factor)) for v in self.box), self.score, points)
+
 
 class Detector(Protocol):
     kind: str  # which framing of the model's preprocessing applies to this detector's boxes
@@ -73,6 +80,28 @@ def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 def _largest_first(found: list[Detection]) -> list[Detection]:
     return sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)
+
+
+def checked_detection(box, score=None, landmarks=None, *, shape: tuple[int, ...]) -> Detection | None:
+    """A detector's raw box (x, y, w, h floats) as a ``Detection``, or None when it is no face: a
+    coordinate that is not finite (YuNet answered a photo from the wild with infinite ones), no
+    width or height, or no pixel inside the picture. A box that only crosses the edge is kept as
+    it is (the crop fills the outside). Landmarks or a score that are not finite are dropped."""
+    height, width = shape[:2]
+    values = np.asarray(box, dtype=np.float64)
+    if values.shape != (4,) or not np.isfinite(values).all():
+        return None
+    x, y, w, h = values
+    if w < 1 or h < 1 or x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        return None
+    kept = (int(round(x)), int(round(y)), int(round(w)), int(round(h)))
+    if landmarks is not None:
+        points = np.asarray(landmarks, dtype=np.float64)
+        landmarks = (tuple((float(px), float(py)) for px, py in points)
+                     if points.ndim == 2 and points.shape[1] == 2 and np.isfinite(points).all() else None)
+    if score is not None and not np.isfinite(score):
+        score = None
+    return Detection(kept, None if score is None else float(score), landmarks)
 
 
 class _BoxesMixin:
@@ -118,8 +147,8 @@ class HaarDetector(_BoxesMixin):
         min_side = max(12, int(round(self.min_size / factor)))
         found = self._classifier.detectMultiScale(small, scaleFactor=self.scale_factor,
                                                   minNeighbors=self.min_neighbors, minSize=(min_side, min_side))
-        return _largest_first([Detection(tuple(int(round(v * factor)) for v in b))
-                               for b in np.asarray(found, dtype=float).reshape(-1, 4)])
+        boxes = (checked_detection(b * factor, shape=gray.shape) for b in np.asarray(found, dtype=float).reshape(-1, 4))
+        return _largest_first([d for d in boxes if d is not None])
 
 
 _VERIFIED: dict[tuple[str, float, int], bool] = {}
@@ -175,6 +204,13 @@ class YuNetDetector(_BoxesMixin):
         try:
             self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), self.score_threshold,
                                                   self.nms_threshold, 5000)
+            if self.model_path is not None:
+                # OpenCV loads any ONNX graph (the emotion model, say) and fails only at the first
+                # picture; one blank picture now turns that into this one-line refusal.
+                self._net.setInputSize((64, 64))
+                _, probe = self._net.detect(np.zeros((64, 64, 3), np.uint8))
+                if probe is not None and (probe.ndim != 2 or probe.shape[1] != 15):
+                    raise cv2.error(f"its output has shape {probe.shape}, not YuNet's (faces, 15)")
         except cv2.error as exc:
             raise DetectorError(f"{path}: not a YuNet model OpenCV can load ({str(exc).strip().splitlines()[-1]})") from None
 
@@ -188,13 +224,10 @@ class YuNetDetector(_BoxesMixin):
         self._net.setInputSize((small.shape[1], small.shape[0]))
         _, faces = self._net.detect(small)
         found = []
-        for f in () if faces is None else faces:
-            x, y, w, h = (float(v) * factor for v in f[:4])
-            if min(w, h) < self.min_size:
-                continue
-            points = tuple((float(f[4 + 2 * i]) * factor, float(f[5 + 2 * i]) * factor) for i in range(5))
-            found.append(Detection((int(round(x)), int(round(y)), int(round(w)), int(round(h))),
-                                   float(f[14]), points))
+        for f in () if faces is None else np.asarray(faces, dtype=np.float64):
+            detection = checked_detection(f[:4] * factor, f[14], (f[4:14] * factor).reshape(5, 2), shape=image.shape)
+            if detection is not None and min(detection.box[2:]) >= self.min_size:
+                found.append(detection)
         return _largest_first(found)
 
 
@@ -202,8 +235,10 @@ def find_faces(detector, image: np.ndarray) -> list[Detection]:
     """``detector.detect_faces(image)``; a detector of your own with only ``detect(image) -> boxes``
     works too (its faces get no score and no landmarks)."""
     if hasattr(detector, "detect_faces"):
-        return detector.detect_faces(image)
-    return [Detection(tuple(int(round(v)) for v in box)) for box in detector.detect(image)]
+        found = [checked_detection(d.box, d.score, d.landmarks, shape=image.shape) for d in detector.detect_faces(image)]
+    else:
+        found = [checked_detection(box, shape=image.shape) for box in detector.detect(image)]
+    return [d for d in found if d is not None]
 
 
 def make_detector(kind: str = DEFAULT_DETECTOR, **options) -> Detector:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import warnings
 from pathlib import Path
 
 import cv2
@@ -18,16 +19,21 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
 
-# Limits that hold on every decode path (Pillow's and the OpenCV fast path alike), checked from
-# the file's header before any pixel is decoded, so a small file cannot claim gigabytes:
-MAX_IMAGE_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS)
-MAX_DECODED_BYTES = 512 * 2**20  # the decoded raster in bytes: same as the pixel limit for RGB, and it
-# bounds what 16-bit, alpha and float images take; those are converted to 8-bit in blocks of rows
-# (CONVERT_BLOCK_PIXELS), so converting costs one uint8 copy, not several float64 ones.
+# The one pixel limit, on every decode path (Pillow's and the OpenCV fast path alike, the CLI, the
+# API, batch and the web app), checked from the file's header before any pixel is decoded, so a
+# small file cannot claim gigabytes. 50 megapixels is a 50 MP phone photo; decoded it takes at most
+# 200 MB (4 bytes a pixel), and detection searches a 960-pixel copy anyway. A JPEG over it (up to
+# Pillow's own ceiling, PILLOW_MAX_PIXELS) is decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder
+# itself (``draft``), never whole, down to REDUCED_MAX_PIXELS: a 13000x13000 JPEG takes 32 MB at
+# 1/4, not 507 (four of them through `moodify batch --workers 2`: 2.2 GB summed peak, 6.2 GB before).
+MAX_IMAGE_PIXELS = 50_000_000
+# 16 MP (4000-pixel sides): a face 1/80 of the picture wide is still 50 pixels, more than the
+# 48-pixel crop needs; the detector searches a 960-pixel copy whatever it is given.
+REDUCED_MAX_PIXELS = 16_000_000
+PILLOW_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # Pillow refuses to open anything larger (DecompressionBombError)
+# 16-bit, alpha and float images are converted to 8-bit in blocks of rows (CONVERT_BLOCK_PIXELS),
+# so converting costs one uint8 copy, not several float64 ones.
 CONVERT_BLOCK_PIXELS = 1 << 20
-# Bytes per pixel of Pillow's decoded raster, by mode (others: 4, the most any mode takes).
-_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "RGB": 3,
-               "YCbCr": 3, "LAB": 3, "HSV": 3}
 
 
 # Image files by suffix (case-insensitive): what a folder is searched for (batch, labelled photos).
@@ -37,12 +43,21 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".
 
 
 def load_image(source, *, name: str | None = None) -> np.ndarray:
-    """Any supported image input -> BGR uint8 array (H, W, 3), EXIF orientation applied."""
+    """Any supported image input -> BGR uint8 array (H, W, 3), EXIF orientation applied.
+
+    A JPEG over ``MAX_IMAGE_PIXELS`` comes back at a reduced scale (``decode_image`` says which).
+    """
+    return decode_image(source, name=name)[0]
+
+
+def decode_image(source, *, name: str | None = None) -> tuple[np.ndarray, float]:
+    """``(bgr, scale)``: the picture as ``load_image`` gives it, and how many of the original's
+    pixels one of its pixels spans (1.0, or 2, 4 or 8 for a JPEG decoded reduced)."""
     label = name or (str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__)
     if isinstance(source, np.ndarray):
-        return array_to_bgr(source, name=label)
+        return array_to_bgr(source, name=label), 1.0
     if isinstance(source, Image.Image):
-        return pil_to_bgr(source, name=label)
+        return pil_to_bgr(source, name=label), 1.0
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _open_pil(io.BytesIO(bytes(source)), label)
     if isinstance(source, (str, os.PathLike)):
@@ -106,31 +121,49 @@ def _png_is_small_gray8(data: np.ndarray) -> bool:
     return header[16] == 8 and header[17] == 0 and width * height <= MAX_IMAGE_PIXELS
 
 
-def check_size(width: int, height: int, mode: str, label: str) -> None:
-    """Refuse, before decoding, an image over MAX_IMAGE_PIXELS or MAX_DECODED_BYTES."""
+def check_size(width: int, height: int, label: str) -> None:
+    """Refuse, before decoding, an image over MAX_IMAGE_PIXELS."""
     pixels = width * height
     if pixels > MAX_IMAGE_PIXELS:
         raise ImageError(f"{label}: too large to decode safely: {width}x{height} pixels ({pixels / 1e6:.0f} "
                          f"megapixels) is more than the {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels Moodify decodes; "
                          "downscale it first")
-    decoded = pixels * _MODE_BYTES.get(mode, 4)
-    if decoded > MAX_DECODED_BYTES:
-        raise ImageError(f"{label}: too large to decode safely: {width}x{height} {mode} pixels would take "
-                         f"{decoded / 2**20:,.0f} MiB decoded, more than the {MAX_DECODED_BYTES / 2**20:,.0f} MiB "
-                         "Moodify allows per image; downscale it or convert it to 8-bit first")
 
 
-def _open_pil(fp, label: str) -> np.ndarray:
+def _reduce_jpeg(img: Image.Image) -> float:
+    """Have the JPEG decoder of a JPEG over MAX_IMAGE_PIXELS decode it at 1/2, 1/4 or 1/8 scale (the
+    least reduction to REDUCED_MAX_PIXELS, else 1/8); returns the scale (1.0: nothing to do, or not a JPEG)."""
+    width, height = img.size
+    if img.format != "JPEG" or width * height <= MAX_IMAGE_PIXELS:
+        return 1.0
+    for k in (2, 4, 8):
+        if -(-width // k) * -(-height // k) <= REDUCED_MAX_PIXELS or k == 8:
+            img.draft(img.mode, (-(-width // k), -(-height // k)))
+            return width / img.width
+    return 1.0  # not reached: k == 8 always answers
+
+
+def _quiet_pillow_bomb_warning() -> None:
+    # Pillow warns (DecompressionBombWarning, printed raw on stderr) about images between its own
+    # two limits; MAX_IMAGE_PIXELS above is stricter and says what happens in one line instead. The
+    # filter is the process's (a per-call catch_warnings would not be thread-safe); it is put back
+    # at every decode, since a caller's catch_warnings (a test runner's) may have dropped it.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def _open_pil(fp, label: str) -> tuple[np.ndarray, float]:
+    _quiet_pillow_bomb_warning()
     try:
         with Image.open(fp) as img:
-            check_size(img.width, img.height, img.mode, label)
+            scale = _reduce_jpeg(img)
+            check_size(img.width, img.height, label)
             img.load()
-            return pil_to_bgr(img, name=label)
+            return pil_to_bgr(img, name=label), scale
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image, or a format Pillow cannot read") from None
     except Image.DecompressionBombError:  # Pillow's own check, before ours: the same limit, worded alike
-        raise ImageError(f"{label}: too large to decode safely: more than the {MAX_IMAGE_PIXELS / 1e6:.0f} "
-                         "megapixels Moodify decodes; downscale it first") from None
+        raise ImageError(f"{label}: too large to decode safely: more than the {PILLOW_MAX_PIXELS / 1e6:.0f} "
+                         "megapixels any picture may claim; downscale it first") from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated and corrupt data as OSError / SyntaxError.
         raise ImageError(f"{label}: corrupt or truncated image ({exc})") from None

@@ -24,6 +24,7 @@ import torch
 from .reference import ReferenceSetting
 
 FACE_SIZE = 48  # pixels
+MAX_INPUT_SIZE = 512  # pixels: the largest face side a checkpoint may ask for (Moodify's networks take 48)
 
 
 def eyes_and_mouth(landmarks) -> tuple[np.ndarray, np.ndarray]:
@@ -147,10 +148,76 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
-        return cls(input_size=int(d["input_size"]), mean=float(d["mean"]), std=float(d["std"]),
-                   framing=Framing(**d["framing"]),
-                   framings={k: Framing(**f) for k, f in (d.get("framings") or {}).items()},
-                   reference=ReferenceSetting.from_dict(d.get("reference")))
+        """The preprocessing a checkpoint (or an ONNX file's metadata) stores, every field type- and
+        range-checked: ``ValueError`` names the first field that is missing, of the wrong type or
+        out of range (a native crash, an overflow or NaN probabilities otherwise)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"preprocessing is a {type(d).__name__}, not a mapping")
+        size = _number(d, "input_size", integer=True)
+        if not 8 <= size <= MAX_INPUT_SIZE:
+            raise ValueError(f"preprocessing.input_size must be 8 to {MAX_INPUT_SIZE} pixels, got {size}")
+        mean, std = _number(d, "mean"), _number(d, "std")
+        if not -1e3 <= mean <= 1e3:  # of pixel/255: anything outside is no image's mean
+            raise ValueError(f"preprocessing.mean must be within [-1000, 1000], got {mean}")
+        if not 1e-3 <= std <= 1e3:
+            raise ValueError(f"preprocessing.std must be within [0.001, 1000], got {std}")
+        framings = d.get("framings") or {}
+        if not isinstance(framings, dict):
+            raise ValueError(f"preprocessing.framings is a {type(framings).__name__}, not a mapping of detector "
+                             "to framing")
+        return cls(input_size=size, mean=mean, std=std, framing=_framing(d.get("framing"), "preprocessing.framing"),
+                   framings={str(k): _framing(f, f"preprocessing.framings.{k}") for k, f in framings.items()},
+                   reference=_reference(d.get("reference")))
+
+
+def _number(d: dict, key: str, *, integer: bool = False):
+    """``d[key]`` as a finite float (or an int), or ValueError naming ``preprocessing.key``."""
+    value = d.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"preprocessing.{key} is {'missing' if value is None else repr(value)[:40]}, not a number")
+    if integer:
+        if isinstance(value, float) and not (np.isfinite(value) and value == int(value)):
+            raise ValueError(f"preprocessing.{key} must be a whole number, got {value!r}")
+        return int(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"preprocessing.{key} is too large for a float") from None
+    if not np.isfinite(number):
+        raise ValueError(f"preprocessing.{key} is {number}, not a finite number")
+    return number
+
+
+def _reference(value) -> ReferenceSetting | None:
+    try:
+        return ReferenceSetting.from_dict(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"preprocessing.reference: {exc}") from None
+
+
+def _framing(value, where: str) -> Framing:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} is {'missing' if value is None else 'a ' + type(value).__name__}, not a mapping")
+    unknown = sorted(set(map(str, value)) - set(Framing.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"{where} has unknown key(s) {', '.join(unknown)}")
+    for key in ("scale", "shift_x", "shift_y", "level_beyond"):
+        if key not in value or (key == "level_beyond" and value[key] is None):
+            continue
+        number = value[key]
+        ok = isinstance(number, (int, float)) and not isinstance(number, bool)
+        try:
+            ok = ok and abs(float(number)) <= 1e6  # NaN fails this too
+        except OverflowError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{where}.{key} is {str(number)[:40]}, not a number within +-1e6")
+    if not isinstance(value.get("anchor", "box"), str) or not isinstance(value.get("rotate", False), bool):
+        raise ValueError(f"{where}: anchor must be text and rotate true or false")
+    try:
+        return Framing(**value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def normalize_array(faces: np.ndarray, prep: Preprocessing) -> np.ndarray:

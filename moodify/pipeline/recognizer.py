@@ -22,7 +22,7 @@ import numpy as np
 
 from ..labels import EMOTIONS
 from .detect import LANDMARKS, Box, Detection, Detector, find_faces, make_detector
-from .images import load_image
+from .images import decode_image
 from .preprocess import Preprocessing, crop_faces
 from .reference import AMBIGUOUS_FACE_AREA, Reference, ReferenceError, ReferenceSetting, adjust, reference_setting
 
@@ -117,10 +117,18 @@ class Recognizer:
 
         ``reference`` (from ``Recognizer.reference``): each face's ``probabilities`` are read relative
         to that person's neutral face, and ``raw_probabilities`` keep the model's own reading.
-        Raises ``moodify.ImageError`` for input that is not a readable image.
+        Raises ``moodify.ImageError`` for input that is not a readable image. Boxes are in the
+        picture's own pixels, also for a large JPEG decoded at reduced scale.
         """
-        bgr = load_image(image)
-        return self.analyze_bgr(bgr, reference=reference)
+        detections, crops = self.find_and_crop(image)
+        return self.faces(detections, crops, self.predict(crops), reference=reference, setting=self._setting(reference))
+
+    def find_and_crop(self, image) -> tuple[list[Detection], np.ndarray]:
+        """``detect_and_crop`` for any image input (a path, bytes, ...): a JPEG over the pixel limit
+        is decoded reduced (``moodify.pipeline.images.decode_image``), its boxes mapped back."""
+        bgr, scale = decode_image(image)
+        detections, crops = self.detect_and_crop(bgr)
+        return [d.scaled(scale) for d in detections], crops
 
     def analyze_bgr(self, bgr: np.ndarray, *, reference: Reference | None = None) -> list[Face]:
         """Like ``analyze`` on an already-decoded BGR (or grayscale) uint8 image."""
@@ -144,7 +152,7 @@ class Recognizer:
         for i, item in enumerate(items):
             name = (names[i] if names and i < len(names) else
                     str(item) if isinstance(item, (str, os.PathLike)) else f"reference image {i + 1}")
-            detections, crops = self.detect_and_crop(load_image(item))
+            detections, crops = self.find_and_crop(item)
             if not detections:
                 raise ReferenceError(f"{name}: no face found; a reference needs a photo of the person's neutral face")
             areas = [d.box[2] * d.box[3] for d in detections]

@@ -37,6 +37,9 @@ _FERPLUS_COLUMNS = {
     "neutral": "neutral",
 }
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# The longest line a data CSV may hold: a FER2013 row is ~9 KB (2,304 pixel values), so 1 MiB is
+# ample; a longer one (a 1 GiB line in a 1 MB .csv.gz) is refused when reached, never read whole.
+MAX_LINE_CHARS = 1 << 20
 # Folder names for the three splits in the common "train/ test/" layout.
 _FOLDER_SPLITS = {"Training": ("train", "training"), "PublicTest": ("val", "valid", "validation", "publictest"),
                   "PrivateTest": ("test", "privatetest")}
@@ -117,6 +120,21 @@ def _find(root: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
+def bounded_lines(fh, path: str | os.PathLike, *, limit: int = MAX_LINE_CHARS):
+    """The lines of text file ``fh``, each read with at most ``limit`` characters held in memory;
+    ``DataError`` names the first line that is longer."""
+    number = 0
+    while True:
+        line = fh.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit:
+            raise DataError(f"{path}: line {number:,} is longer than {limit:,} characters; "
+                            "not a data CSV, or a damaged one")
+        yield line
+
+
 def read_fer2013_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse the FER2013 CSV (plain or gzip) into images (N, 48, 48) uint8, labels, usage.
 
@@ -135,7 +153,7 @@ def read_fer2013_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", newline="") as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(bounded_lines(fh, path))
             header = next(reader, None)
             if header is None or [h.strip() for h in header[:3]] != ["emotion", "pixels", "Usage"]:
                 raise DataError(f"{path}: not a FER2013 CSV (expected header emotion,pixels,Usage, got {header})")
@@ -146,8 +164,8 @@ def read_fer2013_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
                 labels.append(row[0])
                 pixels.append(row[1])
                 usage.append(row[2])
-    except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from exc
+    except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
     try:
         label_arr = np.array(labels, dtype=np.int64)
     except ValueError as exc:
@@ -202,13 +220,13 @@ def read_ferplus_votes(path: str | os.PathLike, *, expected_rows: int | None = N
     path = Path(path)
     try:
         with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
+            reader = csv.DictReader(bounded_lines(fh, path))
             missing = set(_FERPLUS_COLUMNS.values()) - set(reader.fieldnames or [])
             if missing:
                 raise DataError(f"{path}: not a FER+ votes file (missing columns {sorted(missing)})")
             votes = [[float(row[_FERPLUS_COLUMNS[e]] or 0) for e in EMOTIONS] for row in reader]
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read FER+ votes ({exc})") from exc
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read FER+ votes ({exc})") from None
     if expected_rows is not None and len(votes) != expected_rows:
         raise DataError(f"{path}: {len(votes)} rows, but the FER2013 CSV has {expected_rows}; "
                         "they are joined by row position and must match")
@@ -222,7 +240,8 @@ def read_folder_layout(root: str | os.PathLike, *, val_fraction: float = 0.1, se
     and resized to 48x48. Without a ``val/`` folder, a seeded ``val_fraction`` of train becomes
     PublicTest, so model selection never looks at the test folder.
     """
-    import cv2
+    from ..errors import ImageError
+    from ..pipeline.images import load_gray
 
     root = Path(root)
     found: dict[str, Path] = {}
@@ -242,9 +261,10 @@ def read_folder_layout(root: str | os.PathLike, *, val_fraction: float = 0.1, se
             for file in sorted(class_dir.rglob("*")):
                 if file.suffix.lower() not in _IMAGE_SUFFIXES:
                     continue
-                gray = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
-                if gray is None:
-                    raise DataError(f"{file}: cannot decode image")
+                try:  # checked first: a FIFO, a folder or a device named *.png is refused, never read
+                    gray = load_gray(file)
+                except ImageError as exc:
+                    raise DataError(str(exc)) from None
                 images.append(resize_face(gray, FACE_SIZE))  # as moodify batch --pre-cropped does
                 labels.append(label)
         if not images:

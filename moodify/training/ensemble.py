@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ModelError
+from ..files import check_outputs
 from ..model.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from ..model.ensemble import is_ensemble, make_ensemble_checkpoint
 from ..model.registry import resolve_model_path
@@ -42,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build(members: list[str], *, data: str | None, out: str | Path, tta: str = "auto", half: bool = False) -> dict:
     """Write the ensemble of ``members`` to ``out``; returns its PublicTest metrics."""
+    # Before any member or the data is read: -o naming a member would destroy it, -o a folder fail at the end.
+    check_outputs({"-o": out}, [m for m in members if Path(m).exists()])
     checkpoints, sources, crop = [], [], None
     for member in members:
         path, name, expected = resolve_model_path(member)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..cli.options import HelpFormatter
+from ..files import check_outputs
 from ..labels import EMOTIONS
 from ..model.registry import load_model
 from ..model.torch_backend import EmotionModel, batched_logits
@@ -145,6 +146,7 @@ def format_report(report: dict, *, header: str) -> str:
 
 
 def main(args: argparse.Namespace) -> dict:
+    check_outputs({"--out": args.out}, folders=["--out"])  # before the model and the data are read
     if args.photos:
         return evaluate_photos_main(args)
     model = load_model(args.model, backend=args.backend)

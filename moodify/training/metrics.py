@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ..labels import EMOTIONS
+from ..model.base import TEMPERATURE_RANGE
 from ..model.base import softmax  # noqa: F401 - training and evaluation import it from here too
 
 ECE_BINS = 15
@@ -74,4 +75,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.exp().item())
+    # Within what a checkpoint may hold (model.base.TEMPERATURE_RANGE), so a model trained here always loads.
+    low, high = TEMPERATURE_RANGE
+    return float(min(max(log_t.exp().item(), low), high))

@@ -19,9 +19,10 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..labels import EMOTIONS, label_index
+from ..names import csv_cell, printable
 from ..pipeline.images import IMAGE_SUFFIXES
 from ..pipeline.rows import BOX_COLUMNS, FIRST_FACE, PROBABILITY_DECIMALS, face_row
-from .data import DataError
+from .data import DataError, bounded_lines
 
 
 
@@ -70,7 +71,7 @@ def load_photos(source: str | os.PathLike, *, where: Sequence[str] | dict | None
 
 def _csv_photos(path: Path, where: dict[str, set[str]]) -> list[LabelledPhoto]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+        reader = csv.DictReader(bounded_lines(fh, path))
         columns = reader.fieldnames or []
         missing = {"path", "label"} - set(columns)
         if missing:
@@ -255,11 +256,11 @@ def write_photo_predictions(outcomes: Sequence[PhotoOutcome], path: str | os.Pat
             label = EMOTIONS[o.photo.label]
             if o.probabilities is None:
                 emotion = "" if o.error else "no face"
-                writer.writerow([o.photo.name, label, False, "", "" if o.error else o.faces, *[""] * len(BOX_COLUMNS),
-                                 emotion, "", *[""] * len(EMOTIONS), o.error or ""])
+                writer.writerow([csv_cell(o.photo.name), label, False, "", "" if o.error else o.faces,
+                                 *[""] * len(BOX_COLUMNS), emotion, "", *[""] * len(EMOTIONS), csv_cell(o.error or "")])
                 continue
             number, x, y, w, h, emotion, *probabilities = face_row(FIRST_FACE, o.box or (0, 0, 0, 0), o.probabilities)
-            writer.writerow([o.photo.name, label, emotion == label, number, o.faces, x, y, w, h, emotion,
+            writer.writerow([csv_cell(o.photo.name), label, emotion == label, number, o.faces, x, y, w, h, emotion,
                              *(f"{p:.{PROBABILITY_DECIMALS}f}" for p in probabilities), ""])
 
 
@@ -282,10 +283,10 @@ def format_photo_report(report: dict, *, header: str) -> str:
     lines.append("  confusion (rows true, columns predicted: " + ", ".join(report["confusion_columns"]) + "):")
     lines += ["    " + " ".join(f"{v:>4}" for v in row) for row in report["confusion"]]
     for name in report["no_face"][:20]:
-        lines.append(f"  no face: {name}")
+        lines.append(f"  no face: {printable(name)}")
     if len(report["no_face"]) > 20:
         lines.append(f"  ... and {len(report['no_face']) - 20} more without a face (all in report.json)")
     for name, error in list(report["unreadable"].items())[:20]:
-        lines.append(f"  unreadable: {error}")
+        lines.append(f"  unreadable: {printable(error)}")
     return "\n".join(lines)
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ..cli.options import HelpFormatter
 from ..errors import ModelError, TrainError
+from ..files import check_outputs
 from ..labels import EMOTIONS
 from ..model.checkpoint import load_checkpoint, make_checkpoint, net_config, save_checkpoint
 from ..model.ensemble import is_ensemble
@@ -242,6 +243,7 @@ def _teacher_probabilities(args: argparse.Namespace, images: np.ndarray) -> torc
 
 def main(args: argparse.Namespace) -> dict:
     """Train, select on PublicTest, calibrate on PublicTest, write OUT/model.pt; returns its metrics."""
+    check_outputs({"--out": args.out}, folders=["--out"])  # a file there, or a path under one: one line, now
     rank, world, device = _setup_distributed(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

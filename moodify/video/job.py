@@ -15,7 +15,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import VideoError
+from ..files import check_outputs
+from ..names import printable
 from ..pipeline.draw import annotate_tracks
 from .frames import FrameAnalyzer, FrameResult
 from .io import VideoReader, VideoWriter
@@ -36,8 +37,9 @@ class VideoAnalysis:
                  reference_span: tuple[float, float] | None = None, auto_reference: bool = False):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
-        if output is not None and Path(output).resolve() == Path(source).resolve():
-            raise VideoError(f"{output}: the output would overwrite the input")
+        # An output that is the input (by inode: a hard link or another name for it too) is
+        # refused before anything is opened for writing.
+        check_outputs({"-o": output, "--csv": csv_path}, [source])
         if recognizer is None:
             from ..pipeline.recognizer import Recognizer
 
@@ -78,7 +80,7 @@ class VideoAnalysis:
         total = self.reader.frame_count or None
         if total and self.max_frames:
             total = min(total, self.max_frames)
-        bar = tqdm(total=total, unit="frame", desc=Path(self.reader.name).name, disable=not self.progress,
+        bar = tqdm(total=total, unit="frame", desc=printable(Path(self.reader.name).name), disable=not self.progress,
                    file=sys.stderr, dynamic_ncols=True)
         result: FrameResult | None = None
         try:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..errors import VideoError
+from ..names import printable
 from ..pipeline.draw import annotate_tracks
 from ..pipeline.rows import percent
 from .frames import FpsMeter, FrameAnalyzer, FrameResult
@@ -247,6 +248,7 @@ class LiveSession:
         return path
 
     def _say(self, text: str) -> None:
+        text = printable(text)  # it names files: their control characters are escaped
         if self.report != "jsonl":  # keep JSON lines machine-readable
             print(text, file=self.stream, flush=True)
         else:
