@@ -119,5 +119,7 @@ def unusable_report(people: People) -> str | None:
     if not people.unusable:
         return None
     lines = [f"moodify batch: {len(people.unusable)} person(s) had no usable reference; their photos are read as they are:"]
-    lines += [f"  {person or '(no person)'}: {why}" for person, why in list(people.unusable.items())[:20]]
+    from ..names import printable
+
+    lines += [f"  {printable(person) or '(no person)'}: {printable(why)}" for person, why in list(people.unusable.items())[:20]]
     return "\n".join(lines)
