@@ -1,0 +1,413 @@
+"""``moodify batch --ray``: the same batch job on a Ray cluster (Ray Data), for jobs that outgrow one machine.
+
+Shape of a run::
+
+    inputs, expanded by this process (the driver) as ``moodify batch`` expands them, plus
+    s3:// gs:// ... URIs listed through pyarrow's filesystems; those already in OUT_DIR skipped
+      -> blocks of BLOCK_INPUTS paths in Ray's object store
+      -> ``map_batches`` over an actor pool: each actor loads the model once (``_Classifier``)
+         and runs the batch worker's own code on each block: decode, detect and crop with the one
+         ``Recognizer``, classify, build the rows (``moodify.batch.run``'s), as Arrow
+      -> the driver writes the rows of every ``chunk_size`` inputs into one Parquet file of OUT_DIR,
+         atomically (a hidden temporary file renamed into place), with ``moodify batch``'s schema
+
+Why the driver writes, not Ray's ``write_parquet``: a file is in OUT_DIR whole or not at all and
+holds whole inputs, so ``--resume`` can trust every file it finds and skip their inputs by path,
+and the driver sees every row for the summary and the exit status. Rows are small (a few hundred
+bytes), so one writer is not the bottleneck. Ray retries a block whose actor died (the actor is
+restarted, up to MAX_RETRIES times), and a block's rows reach the driver once, so a worker's
+death neither loses nor doubles an input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ..errors import BatchError
+from ..pipeline.images import IMAGE_SUFFIXES
+from .inputs import check_inputs, iter_inputs
+from .outputs import COLUMNS, Counts
+from .run import NAMED_FAILURES, Summary, _model_identity
+
+INSTALL_HINT = "--ray needs Ray: pip install -e '.[ray]'"
+RAY_CHUNK_SIZE = 4096  # inputs per Parquet part: fewer, larger files than --chunk-size's default; a dead driver redoes one
+BLOCK_INPUTS = 32  # paths per task: small enough to spread over many actors and to lose little to a dead worker
+MAX_RETRIES = 3  # a block whose actor dies this many times (a decoder crash on one file) stops the job
+LOCAL_OBJECT_STORE_BYTES = 256 * 2**20  # a local Ray's object store: it holds paths and rows, never pixels
+JOB_FILE = "_moodify_job.json"  # settings and state of the job (a leading _: Parquet readers skip it)
+PART_PREFIX = "part-"
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise BatchError(INSTALL_HINT) from None
+    return ray
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+class _Classifier:
+    """One actor of the pool: loads the model once, then turns blocks of paths into ``moodify batch`` rows."""
+
+    def __init__(self, *, model_name: str | None, backend: str, detector_spec: dict | None, pre_cropped: bool,
+                 batch_size: int, cwd: str | None):
+        from ..model.registry import load_model
+        from .worker import _init_worker
+
+        if cwd and os.path.isdir(cwd):
+            os.chdir(cwd)  # relative paths mean what they meant where the job was started
+        if backend == "torch":
+            import torch
+
+            torch.set_num_threads(1)  # one actor per CPU already
+        self.model = load_model(model_name, backend=backend, threads=1)
+        self.batch_size = batch_size
+        _init_worker(detector_spec or {"kind": "yunet"}, self.model.preprocessing, pre_cropped, True)
+        self._filesystems: dict = {}
+
+    def __call__(self, batch):
+        """A ``pyarrow.Table`` with ``path`` (and optionally ``bytes``) -> the rows of those inputs."""
+        from .outputs import rows_to_arrow
+        from .run import _classify_chunk
+        from .worker import _analyze
+
+        paths = batch.column("path").to_pylist()
+        data = batch.column("bytes").to_pylist() if "bytes" in batch.column_names else [None] * len(paths)
+        items = [self._analyze_uri(path) if blob is None and _is_uri(path) else _analyze(path, blob)
+                 for path, blob in zip(paths, data)]
+        rows, _ = _classify_chunk(items, self.model, self.batch_size)
+        return rows_to_arrow(rows)
+
+    def _analyze_uri(self, uri: str):
+        from .worker import _analyze, _Analyzed
+
+        try:
+            data = _read_uri(uri, self._filesystems)
+        except BatchError as exc:
+            return _Analyzed(uri, error=str(exc))
+        return _analyze(uri, data)
+
+
+def _read_uri(uri: str, cache: dict) -> bytes:
+    """The bytes of an object-store file (s3://, gs://, ...); a failure becomes a one-line BatchError."""
+    import pyarrow.fs as pafs
+
+    from ..pipeline.images import MAX_DECODED_BYTES
+
+    scheme = uri.split("://", 1)[0]
+    try:
+        if scheme not in cache:
+            cache[scheme] = pafs.FileSystem.from_uri(uri)[0]
+        fs, path = cache[scheme], pafs.FileSystem.from_uri(uri)[1]
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise BatchError("no such file")
+        if info.type != pafs.FileType.File:
+            raise BatchError("is a folder, not an image")
+        if info.size == 0:
+            raise BatchError("empty file (0 bytes)")
+        if info.size > MAX_DECODED_BYTES:
+            raise BatchError(f"too large to read safely ({info.size / 2**20:,.0f} MiB)")
+        with fs.open_input_file(path) as fh:
+            return fh.read()
+    except (OSError, ValueError) as exc:  # pyarrow's errors: no credentials, no such bucket, a network failure
+        raise BatchError(f"cannot read ({str(exc).splitlines()[0]})") from None
+
+
+def classify_dataset(ds, *, model: str | None = None, backend: str = "onnx", detector: dict | None = None,
+                     pre_cropped: bool = False, batch_size: int = 256, concurrency: int | tuple[int, int] | None = None):
+    """``ray.data.Dataset`` of inputs -> ``Dataset`` of ``moodify batch`` rows (columns ``COLUMNS``).
+
+    ``ds`` has a ``path`` column (local paths every node can read, or s3:// gs:// ... URIs) and
+    optionally ``bytes``, the file's contents (as ``ray.data.read_binary_files(..., include_paths=True)``
+    gives), which are then decoded instead of reading ``path``. One row per face, one per input
+    without a face, one with ``error`` per unreadable input. ``model``: a registry name or checkpoint
+    (default: the shipped model), loaded once per actor; ``detector``: a detector spec as
+    ``moodify.cli.options.detector_spec`` builds it (default YuNet); ``concurrency``: actors (an int,
+    or (min, max) for an autoscaling pool; default one per CPU of the cluster).
+    """
+    ray = _import_ray()
+    if concurrency is None:
+        concurrency = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = dict(min_size=concurrency[0], max_size=concurrency[1]) if isinstance(concurrency, tuple) \
+        else dict(size=concurrency)
+    with warnings.catch_warnings():
+        # Ray >= 2.55 calls extra remote arguments deprecated, yet has no other way to bound restarts.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ds.map_batches(
+            _Classifier, batch_format="pyarrow", batch_size=BLOCK_INPUTS, num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(**size),
+            fn_constructor_kwargs=dict(model_name=model, backend=backend, detector_spec=detector,
+                                       pre_cropped=pre_cropped, batch_size=batch_size, cwd=os.getcwd()),
+            # Ray Data restarts dead actors and retries their blocks forever by default: a file that
+            # crashes the decoder every time would never end the job.
+            max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)
+
+
+def iter_ray_inputs(specs: Sequence[str]) -> Iterator[str]:
+    """``moodify batch``'s inputs in its order, where a URI (s3://bucket/photos/) is a file or a folder."""
+    for spec in specs:
+        yield from _expand_uri(spec) if _is_uri(spec) else iter_inputs([spec])
+
+
+def _expand_uri(uri: str) -> Iterator[str]:
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise BatchError(f"no such file or folder: {uri}")
+        if info.type == pafs.FileType.File:
+            yield uri
+            return
+        found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    except (OSError, ValueError) as exc:
+        raise BatchError(f"cannot list {uri}: {str(exc).splitlines()[0]}") from None
+    scheme = uri.split("://", 1)[0]
+    # As a local folder is walked: image suffixes only, hidden names skipped, sorted.
+    for entry in sorted(found, key=lambda e: e.path):
+        parts = entry.path[len(path):].split("/")
+        if (entry.type == pafs.FileType.File and os.path.splitext(entry.base_name)[1].lower() in IMAGE_SUFFIXES
+                and not any(p.startswith(".") for p in parts)):
+            yield f"{scheme}://{entry.path}"
+
+
+@dataclass
+class _OutDir:
+    """OUT_DIR: Parquet parts written atomically, and ``JOB_FILE`` with the job's settings and state."""
+
+    path: Path
+    fingerprint: dict
+    counts: Counts = field(default_factory=Counts)
+    done: set = field(default_factory=set)  # inputs already in OUT_DIR (a resumed run skips them)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    files: int = 0
+
+    def open(self, *, resume: bool, overwrite: bool) -> bool:
+        """Make OUT_DIR ready; with ``resume``, read what is done. Returns False if the job is already complete."""
+        if self.path.exists() and not self.path.is_dir():
+            raise BatchError(f"{self.path} is a file: with --ray, -o takes a folder for the Parquet parts")
+        self.path.mkdir(parents=True, exist_ok=True)
+        ours = [p for p in self.path.iterdir() if self._is_ours(p.name)]
+        others = [p.name for p in self.path.iterdir() if not self._is_ours(p.name)]
+        if others:
+            raise BatchError(f"{self.path} holds other files ({', '.join(sorted(others)[:3])}): with --ray, -o takes "
+                             "a new or empty folder")
+        job = self._read_job()
+        if ours and overwrite:
+            for p in ours:
+                p.unlink()
+            job = None
+        elif ours and not resume:
+            state = "a finished job" if job and job.get("complete") else "an interrupted job"
+            raise BatchError(f"{self.path} holds {state}: pass --resume to continue it, or --overwrite to start again")
+        if job is not None and job.get("fingerprint") != self.fingerprint:
+            changed = sorted(k for k in set(job.get("fingerprint", {})) | set(self.fingerprint)
+                             if job.get("fingerprint", {}).get(k) != self.fingerprint.get(k))
+            raise BatchError(f"the job in {self.path} used different settings ({', '.join(changed)}); "
+                             "resume with the same command, or start again with --overwrite")
+        if job is not None and job.get("complete"):
+            return False
+        for p in self.path.glob(f".{PART_PREFIX}*"):
+            p.unlink()  # a file being written when the driver died: its inputs are redone
+        self._read_done()
+        self._write_job(complete=False)
+        return True
+
+    @staticmethod
+    def _is_ours(name: str) -> bool:
+        return name == JOB_FILE or (name.lstrip(".").startswith(PART_PREFIX) and ".parquet" in name)
+
+    def _read_job(self) -> dict | None:
+        try:
+            return json.loads((self.path / JOB_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            raise BatchError(f"{self.path / JOB_FILE} is damaged; start again with --overwrite") from None
+
+    def _write_job(self, *, complete: bool) -> None:
+        tmp = self.path / f".{JOB_FILE}.tmp"
+        tmp.write_text(json.dumps({"moodify_batch_ray": 1, "fingerprint": self.fingerprint, "complete": complete,
+                                   "counts": self.counts.__dict__}, ensure_ascii=True), encoding="utf-8")
+        os.replace(tmp, self.path / JOB_FILE)
+
+    def _read_done(self) -> None:
+        import pyarrow.parquet as pq
+
+        for part in sorted(self.path.glob(f"{PART_PREFIX}*.parquet")):
+            try:
+                table = pq.read_table(part, columns=["path", "face", "faces", "error"])
+            except (OSError, ValueError) as exc:
+                raise BatchError(f"{part} is unreadable ({exc}); start again with --overwrite") from None
+            self.counts.add(_counts(table))
+            self.done.update(table.column("path").to_pylist())
+            self.files += 1
+
+    def write(self, tables: list) -> None:
+        """One Parquet part, whole or not at all: written hidden, then renamed into place."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        name = f"{PART_PREFIX}{self.run_id}-{self.files:05d}.parquet"
+        tmp = self.path / f".{name}.tmp"
+        pq.write_table(pa.concat_tables(tables), tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path / name)
+        self.files += 1
+
+    def finish(self) -> None:
+        self._write_job(complete=True)
+
+
+def _counts(table) -> Counts:
+    """Inputs, faces, inputs without a face and errors among whole inputs' rows."""
+    import pyarrow.compute as pc
+
+    errors = table.num_rows - table.column("error").null_count
+    faces = table.num_rows - table.column("face").null_count
+    no_face = pc.sum(pc.equal(table.column("faces"), 0)).as_py() or 0
+    first_faces = pc.sum(pc.equal(table.column("face"), 1)).as_py() or 0
+    return Counts(inputs=errors + no_face + first_faces, faces=faces, no_face=no_face, errors=errors)
+
+
+def run_ray(inputs: Sequence[str], out: str | os.PathLike, *, address: str | None = None, model_name: str | None = None,
+            backend: str = "onnx", detector_spec: dict | None = None, pre_cropped: bool = False, workers: int = 0,
+            chunk_size: int = RAY_CHUNK_SIZE, batch_size: int = 256, resume: bool = False, overwrite: bool = False,
+            progress: bool = True) -> Summary:
+    """``moodify batch --ray``: classify every face in ``inputs`` into Parquet parts in the folder ``out``.
+
+    ``address``: None or "local" starts a Ray on this machine; "auto" joins the cluster this machine
+    belongs to; "HOST:PORT" or "ray://HOST:10001" a remote one. ``workers``: actors (0: one per
+    CPU of the cluster). ``chunk_size``: inputs per Parquet part (a dead driver redoes at most one).
+    """
+    ray = _import_ray()
+    import pyarrow as pa
+
+    out = Path(out)
+    detector_spec = detector_spec or {"kind": "yunet"}
+    fingerprint = {"inputs": list(inputs), "pre_cropped": pre_cropped, "detector": None if pre_cropped else detector_spec,
+                   "backend": backend, "model": _model_identity(model_name)}
+    check_inputs([spec for spec in inputs if not _is_uri(spec)])  # before anything is written
+    out_dir = _OutDir(out, fingerprint)
+    if not out_dir.open(resume=resume, overwrite=overwrite):
+        print(f"moodify batch: {out} is already complete; nothing to resume", file=sys.stderr)
+        return Summary(Counts(), 0.0, 0, out)
+    started = _init_ray(ray, address, workers)
+    try:
+        # Paths go to the object store in blocks as they are listed: the driver never holds them all.
+        refs, todo, block = [], 0, []
+        for path in iter_ray_inputs(inputs):
+            if path in out_dir.done:
+                continue
+            block.append(path)
+            if len(block) == BLOCK_INPUTS:
+                refs.append(ray.put(pa.table({"path": block})))
+                todo, block = todo + len(block), []
+        if block:
+            refs.append(ray.put(pa.table({"path": block})))
+            todo += len(block)
+        out_dir.done.clear()
+        summary = _run(ray, refs, todo, out_dir, workers=workers, model_name=model_name, backend=backend,
+                       detector_spec=detector_spec, pre_cropped=pre_cropped, chunk_size=chunk_size,
+                       batch_size=batch_size, progress=progress)
+    finally:
+        if started:
+            ray.shutdown()
+    out_dir.finish()
+    return summary
+
+
+def _init_ray(ray, address: str | None, workers: int) -> bool:
+    """Connect to (or start) Ray unless this process already did; True if we did and must shut it down."""
+    _quiet_ray_data_console()
+    if ray.is_initialized():
+        return False
+    try:
+        if address in (None, "", "local"):
+            ray.init(num_cpus=workers or None, object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
+                     logging_level=logging.WARNING, configure_logging=True)
+        else:
+            ray.init(address=address, logging_level=logging.WARNING)
+    except ImportError as exc:  # ray:// needs ray[client]
+        raise BatchError(f"cannot connect to {address}: {exc}") from None
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise BatchError(f"cannot {'start Ray' if address in (None, '', 'local') else 'connect to ' + address}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    return True
+
+
+class _DropProgressBarNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Progress bars disabled")
+
+
+def _quiet_ray_data_console() -> None:
+    """Ray Data's INFO lines (execution plans, timings) to its log file only, not around our summary."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, logging.FileHandler) and "File" not in type(handler).__name__:
+            handler.setLevel(max(handler.level, logging.WARNING))
+            if not any(isinstance(f, _DropProgressBarNotice) for f in handler.filters):
+                handler.addFilter(_DropProgressBarNotice())  # we draw our own bar
+
+
+def _run(ray, refs: list, todo: int, out_dir: _OutDir, *, workers: int, model_name, backend, detector_spec,
+         pre_cropped: bool, chunk_size: int, batch_size: int, progress: bool) -> Summary:
+    from tqdm import tqdm
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # ours, below: the same bar as `moodify batch`
+    bar = tqdm(total=out_dir.counts.inputs + todo, initial=out_dir.counts.inputs, unit="img", disable=not progress,
+               smoothing=0.05, dynamic_ncols=True, desc="moodify batch --ray")
+    processed, failures, buffered, buffered_inputs = 0, [], [], 0
+    start = None
+    try:
+        if refs:
+            ds = classify_dataset(ray.data.from_arrow_refs(refs), model=model_name, backend=backend,
+                                  detector=detector_spec, pre_cropped=pre_cropped, batch_size=batch_size,
+                                  concurrency=workers or None)
+            for table in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                if start is None:
+                    start = time.perf_counter()  # throughput counts work, not the actors' start-up
+                counts = _counts(table)
+                out_dir.counts.add(counts)
+                processed += counts.inputs
+                buffered.append(table)
+                buffered_inputs += counts.inputs
+                if buffered_inputs >= chunk_size:
+                    out_dir.write(buffered)
+                    buffered, buffered_inputs = [], 0
+                if counts.errors and len(failures) < NAMED_FAILURES:
+                    errors = table.filter(table.column("error").is_valid())
+                    failures += list(zip(errors.column("path").to_pylist(),
+                                         errors.column("error").to_pylist()))[:NAMED_FAILURES - len(failures)]
+                bar.set_postfix(faces=out_dir.counts.faces, no_face=out_dir.counts.no_face,
+                                errors=out_dir.counts.errors, refresh=False)
+                bar.update(counts.inputs)
+        if buffered:
+            out_dir.write(buffered)
+    except ray.exceptions.RayError as exc:
+        if buffered:
+            out_dir.write(buffered)  # what is classified is kept: --resume does the rest
+        raise BatchError(f"the Ray job failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); the rows of "
+                         f"{out_dir.counts.inputs:,} inputs are kept in {out_dir.path}: rerun with --resume") from None
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start if start is not None else 0.0
+    return Summary(out_dir.counts, seconds, processed, out_dir.path, failures)

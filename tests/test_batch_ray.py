@@ -1,0 +1,269 @@
+"""``moodify batch --ray``: the rows of ``moodify batch`` on a local Ray, on a two-node cluster, and
+through a killed worker and a killed driver. CI installs the ``ray`` extra, so these run there.
+
+One Ray cluster (two nodes on this machine) serves the module; every Ray keeps 2 CPUs and a
+small object store, so the whole file stays within a minute or so on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from moodify import EMOTIONS
+from moodify.batch import EXIT_UNREADABLE
+from moodify.cli import main as cli
+
+from conftest import DATA_ROOT
+
+PROJECT = Path(__file__).resolve().parent.parent
+KDEF_IMAGES = DATA_ROOT / "kdef" / "images"
+PHOTOS = 190  # plus 8 special inputs: about 200
+OBJECT_STORE_BYTES = 100 * 2**20
+RAY_MISSING = "Ray is an optional extra, not installed here: pip install -e '.[ray]' (CI installs it)"
+
+
+def test_ray_without_ray_installed_says_how_to_install_it(astronaut_jpg, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as without the extra
+    assert cli(["batch", str(astronaut_jpg), "-o", str(tmp_path / "out"), "--ray", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["moodify batch: error: --ray needs Ray: pip install -e '.[ray]'"]
+
+
+def test_ray_address_that_is_an_input_is_refused_with_how_to_write_it(astronaut_jpg, tmp_path, capsys):
+    assert cli(["batch", "--ray", str(astronaut_jpg), str(astronaut_jpg), "-o", str(tmp_path / "out")]) == 2
+    assert "give --ray after the INPUTs" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def inputs(astronaut_bgr, tmp_path_factory) -> Path:
+    """A list file: KDEF photos (or self-made ones without KDEF), a two-face photo, two without a
+    face, four unreadable files and a missing one. The KDEF photos are read where they are."""
+    root = tmp_path_factory.mktemp("ray-inputs")
+    if KDEF_IMAGES.is_dir():
+        photos = [str(p) for p in sorted(KDEF_IMAGES.glob("*.jpg"))[::7][:PHOTOS]]
+    else:
+        rng = np.random.default_rng(0)
+        photos = []
+        for i in range(PHOTOS):
+            scale = rng.uniform(0.4, 1.0)
+            img = cv2.resize(astronaut_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            photos.append(str(root / f"astronaut-{i:03d}.jpg"))
+            cv2.imwrite(photos[-1], cv2.flip(img, 1) if i % 2 else img)
+    cv2.imwrite(str(root / "two.png"), np.hstack([astronaut_bgr, cv2.flip(astronaut_bgr, 1)]))
+    cv2.imwrite(str(root / "sky.png"), np.full((200, 300, 3), (235, 206, 135), np.uint8))
+    cv2.imwrite(str(root / "grey.jpg"), np.full((64, 64, 3), 128, np.uint8))
+    cv2.imwrite(str(root / "whole.jpg"), astronaut_bgr)
+    (root / "corrupt.jpg").write_bytes((root / "whole.jpg").read_bytes()[:2000])
+    (root / "notes.png").write_text("this is text, not a PNG")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "NA").write_bytes(b"\x00\x01 not an image either, and a name CSV readers take for missing")
+    extra = ["two.png", "sky.png", "grey.jpg", "corrupt.jpg", "notes.png", "empty.jpg", "NA", "missing.jpg"]
+    listing = root / "inputs.txt"
+    listing.write_text("\n".join(photos + [str(root / name) for name in extra]) + "\n", encoding="utf-8")
+    return listing
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory) -> list[dict]:
+    """``moodify batch``'s Parquet rows for the same inputs, by path and face."""
+    out = tmp_path_factory.mktemp("ray-reference") / "batch.parquet"
+    assert cli(["batch", str(inputs), "-o", str(out), "--quiet", "--workers", "2"]) == EXIT_UNREADABLE
+    return _rows(out)
+
+
+def _rows(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()  # a folder: every Parquet part in it
+    return sorted(rows, key=lambda r: (r["path"], r["face"] or 0))
+
+
+def assert_same_rows(got: list[dict], expected: list[dict]) -> None:
+    """Paths, faces, boxes, errors equal; probabilities within 1e-5 (a face's batch-mates move the 6th decimal)."""
+    assert [r["path"] for r in got] == [r["path"] for r in expected]  # every input exactly once, no extra row
+    floats = {"confidence", *EMOTIONS}
+    for g, e in zip(got, expected):
+        assert {k: v for k, v in g.items() if k not in floats} == {k: v for k, v in e.items() if k not in floats}
+        for k in floats:
+            assert (g[k] is None) == (e[k] is None) and abs((g[k] or 0) - (e[k] or 0)) <= 1e-5, (g["path"], k)
+
+
+def _ray():
+    return pytest.importorskip("ray", reason=RAY_MISSING)
+
+
+@pytest.fixture(scope="module")
+def ray_env() -> dict:
+    """The environment of the cluster's ``ray start``s: token authentication on, with Ray's own token
+    (``~/.ray/auth_token``, made if missing, as any ``ray.init`` makes it), which a driver in this
+    process then finds; a node started by ``ray start --address`` does not turn it on by itself."""
+    _ray()
+    subprocess.run([str(Path(sys.executable).with_name("ray")), "get-auth-token", "--generate"],
+                   capture_output=True, check=True, timeout=60)
+    return {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def test_local_ray_gives_the_rows_of_moodify_batch(inputs, reference, ray_env, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = cli(["batch", str(inputs), "-o", str(out), "--ray", "--workers", "2"])  # a Ray with 2 CPUs
+    assert status == EXIT_UNREADABLE
+    assert_same_rows(_rows(out), reference)
+    err = capsys.readouterr().err
+    photos = len(reference) - 9  # 8 special inputs, two.png has 2 rows
+    summary = next(line for line in err.splitlines() if " images/s) -> " in line)
+    assert summary.startswith(f"moodify batch: {photos + 8} images: {photos + 2} faces, 2 without a face, 5 errors;")
+    assert "moodify batch: 5 inputs could not be read" in err and "empty file" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_start(*args: str, env: dict) -> None:
+    ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
+             "--metrics-export-port"]  # two nodes on one machine: no port of theirs may collide
+    cmd = [str(Path(sys.executable).with_name("ray")), "start", *args, "--object-store-memory",
+           str(OBJECT_STORE_BYTES), "--disable-usage-stats", *(x for p in ports for x in (p, str(_free_port())))]
+    done = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _processes_of(temp_dir: str) -> list:
+    """Every process of the cluster rooted at ``temp_dir``: the raylets, GCS, agents and their workers."""
+    import psutil
+
+    roots = [p for p in psutil.process_iter(["cmdline"]) if any(temp_dir in a for a in p.info["cmdline"] or [])]
+    found = {p.pid: p for p in roots}
+    for p in roots:
+        try:
+            found.update({c.pid: c for c in p.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            pass
+    return list(found.values())
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_env):
+    """Two Ray nodes on this machine, one CPU each: ``ray start --head``, then ``ray start --address``.
+
+    Both are stopped at the end, failed or not, by killing their processes by pid (``ray stop``
+    would stop every Ray of this user on the machine)."""
+    import psutil
+
+    temp_dir = tempfile.mkdtemp(prefix="mrt-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    try:
+        _ray_start("--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
+                   "--resources", '{"head_node": 1}', "--include-dashboard", "false", "--temp-dir", temp_dir,
+                   env=ray_env)
+        _ray_start("--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                   "--resources", '{"second_node": 1}', env=ray_env)
+        raylets = [p for p in _processes_of(temp_dir) if p.name() == "raylet"]
+        assert len(raylets) == 2
+        yield {"address": address, "raylets": {p.pid for p in raylets}, "temp_dir": temp_dir}
+    finally:
+        procs = _processes_of(temp_dir)
+        for p in procs:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        for p in alive:
+            p.kill()
+
+
+def _map_workers(raylets: set[int]) -> dict[int, int]:
+    """Our actors' processes now alive: pid -> the raylet (node) that runs them."""
+    import psutil
+
+    found = {}
+    for raylet in raylets:
+        try:
+            for child in psutil.Process(raylet).children():
+                if "MapWorker(MapBatches(_Classifier))" in " ".join(child.cmdline()):
+                    found[child.pid] = raylet
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def _watch(until: threading.Event, action, period_s: float = 0.02) -> threading.Thread:
+    def loop():
+        while not until.is_set():
+            action()
+            time.sleep(period_s)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_two_node_cluster_uses_both_nodes_and_survives_a_killed_worker(inputs, reference, cluster, tmp_path):
+    """The job's actors run on both nodes; one is killed (SIGKILL, by pid) once rows are coming in,
+    and Ray's retry still yields every input exactly once, with the same rows."""
+    out = tmp_path / "out"
+    nodes, killed, done = set(), [], threading.Event()
+
+    def look():
+        workers = _map_workers(cluster["raylets"])
+        nodes.update(workers.values())
+        if not killed and workers and any(out.glob("part-*.parquet")):
+            pid = max(workers)
+            os.kill(pid, signal.SIGKILL)
+            killed.append((pid, len(list(out.glob("part-*.parquet")))))
+
+    watcher = _watch(done, look)
+    try:
+        status = cli(["batch", str(inputs), "-o", str(out), "--ray", cluster["address"], "--chunk-size", "20",
+                      "--quiet"])
+    finally:
+        done.set()
+        watcher.join()
+    assert status == EXIT_UNREADABLE
+    assert nodes == cluster["raylets"], "the job ran on one node only"
+    assert killed, "no worker was killed: the job ended before one was seen"
+    files_at_kill = killed[0][1]
+    assert len(list(out.glob("part-*.parquet"))) > files_at_kill  # the job went on after the kill
+    assert_same_rows(_rows(out), reference)
+
+
+def test_driver_killed_mid_job_then_resume_gives_every_input_once(inputs, reference, cluster, ray_env, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "moodify", "batch", str(inputs), "-o", str(out), "--ray", cluster["address"],
+           "--chunk-size", "20", "--quiet"]
+    driver = subprocess.Popen(cmd, cwd=PROJECT, env={**os.environ, **ray_env}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None and not any(out.glob("part-*.parquet")):
+        time.sleep(0.01)
+    assert driver.poll() is None, "the job ended before its driver could be killed: " + driver.stderr.read().decode()
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    driver.stderr.close()
+    parts = len(list(out.glob("part-*.parquet")))
+    assert 1 <= parts < len(reference) // 20, "the driver was not killed mid-job"
+    job = json.loads((out / "_moodify_job.json").read_text())
+    assert not job["complete"]
+
+    assert cli(["batch", str(inputs), "-o", str(out), "--ray", cluster["address"], "--quiet"]) == 2  # needs --resume
+    assert cli(["batch", str(inputs), "-o", str(out), "--ray", cluster["address"], "--resume", "--quiet"]) \
+        == EXIT_UNREADABLE
+    assert_same_rows(_rows(out), reference)
+    assert json.loads((out / "_moodify_job.json").read_text())["complete"]
