@@ -47,6 +47,57 @@ def test_ray_address_that_is_an_input_is_refused_with_how_to_write_it(astronaut_
     assert "give --ray after the INPUTs" in capsys.readouterr().err
 
 
+def test_an_actor_reads_bytes_and_uris_as_batch_reads_files(astronaut_jpg, tmp_path):
+    """``classify_dataset``'s per-block code, without Ray: a path, the same file's bytes (as
+    ``read_binary_files`` gives them) and a file:// URI (read through pyarrow) give the same row."""
+    import pyarrow as pa
+
+    from moodify.batch.ray import _Classifier
+
+    sigint, threads = signal.getsignal(signal.SIGINT), cv2.getNumThreads()
+    try:  # an actor ignores Ctrl-C and runs OpenCV single-threaded: not this test process
+        actor = _Classifier(model_name=None, backend="onnx", detector_spec=None, pre_cropped=False, batch_size=64,
+                            cwd=None)
+        paths = [str(astronaut_jpg), "in-memory.jpg", f"file://{astronaut_jpg}", f"file://{tmp_path}/none.jpg"]
+        rows = actor(pa.table({"path": paths, "bytes": [None, astronaut_jpg.read_bytes(), None, None]})).to_pylist()
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+        cv2.setNumThreads(threads)
+    assert [r["path"] for r in rows] == paths
+    assert rows[0]["faces"] == 1 and rows[0]["emotion"]
+    assert {**rows[1], "path": None} == {**rows[0], "path": None} == {**rows[2], "path": None}
+    assert rows[3]["error"] == "no such file" and rows[3]["faces"] is None
+
+
+def test_uri_folders_are_walked_as_local_folders_are(tmp_path):
+    from moodify.batch.inputs import iter_inputs
+    from moodify.batch.ray import iter_ray_inputs
+    from moodify.errors import BatchError
+
+    for name in ("a.jpg", "a/b.png", "a-1.jpg", "sub/deeper/c.JPG", ".hidden.jpg", ".git/d.jpg", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    local = list(iter_inputs([str(tmp_path)]))
+    assert len(local) == 4
+    assert list(iter_ray_inputs([f"file://{tmp_path}"])) == [f"file://{p}" for p in local]
+    with pytest.raises(BatchError, match="no such file or folder"):
+        list(iter_ray_inputs([f"file://{tmp_path}/nowhere"]))
+
+
+def test_ray_output_must_be_a_folder_of_its_own(astronaut_jpg, tmp_path, capsys):
+    _ray()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "holiday.jpg").write_bytes(b"somebody's photo")
+    a_file = tmp_path / "results.parquet"
+    a_file.write_bytes(b"somebody's results")
+    for out in (taken, a_file):  # refused before Ray starts, and nothing of theirs touched
+        assert cli(["batch", str(astronaut_jpg), "-o", str(out), "--ray", "--quiet"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "holds other files (holiday.jpg)" in err[0] and "is a file" in err[1]
+    assert sorted(p.name for p in taken.iterdir()) == ["holiday.jpg"] and a_file.read_bytes() == b"somebody's results"
+
+
 @pytest.fixture(scope="module")
 def inputs(astronaut_bgr, tmp_path_factory) -> Path:
     """A list file: KDEF photos (or self-made ones without KDEF), a two-face photo, two without a

@@ -108,23 +108,24 @@ def _read_uri(uri: str, cache: dict) -> bytes:
 
     from ..pipeline.images import MAX_DECODED_BYTES
 
-    scheme = uri.split("://", 1)[0]
     try:
-        if scheme not in cache:
-            cache[scheme] = pafs.FileSystem.from_uri(uri)[0]
-        fs, path = cache[scheme], pafs.FileSystem.from_uri(uri)[1]
+        fs, path = pafs.FileSystem.from_uri(uri)
+        fs = cache.setdefault(uri.split("://", 1)[0], fs)  # one client per scheme and process, reused
         info = fs.get_file_info(path)
-        if info.type == pafs.FileType.NotFound:
-            raise BatchError("no such file")
-        if info.type != pafs.FileType.File:
-            raise BatchError("is a folder, not an image")
-        if info.size == 0:
-            raise BatchError("empty file (0 bytes)")
-        if info.size > MAX_DECODED_BYTES:
-            raise BatchError(f"too large to read safely ({info.size / 2**20:,.0f} MiB)")
+    except (OSError, ValueError) as exc:  # pyarrow's errors: no credentials, no such bucket, a network failure
+        raise BatchError(f"cannot read ({str(exc).splitlines()[0]})") from None
+    if info.type == pafs.FileType.NotFound:
+        raise BatchError("no such file")
+    if info.type != pafs.FileType.File:
+        raise BatchError("is a folder, not an image")
+    if info.size == 0:
+        raise BatchError("empty file (0 bytes)")
+    if info.size > MAX_DECODED_BYTES:
+        raise BatchError(f"too large to read safely ({info.size / 2**20:,.0f} MiB)")
+    try:
         with fs.open_input_file(path) as fh:
             return fh.read()
-    except (OSError, ValueError) as exc:  # pyarrow's errors: no credentials, no such bucket, a network failure
+    except (OSError, ValueError) as exc:
         raise BatchError(f"cannot read ({str(exc).splitlines()[0]})") from None
 
 
@@ -179,8 +180,8 @@ def _expand_uri(uri: str) -> Iterator[str]:
     except (OSError, ValueError) as exc:
         raise BatchError(f"cannot list {uri}: {str(exc).splitlines()[0]}") from None
     scheme = uri.split("://", 1)[0]
-    # As a local folder is walked: image suffixes only, hidden names skipped, sorted.
-    for entry in sorted(found, key=lambda e: e.path):
+    # As a local folder is walked: image suffixes only, hidden names skipped, sorted name by name.
+    for entry in sorted(found, key=lambda e: e.path.split("/")):
         parts = entry.path[len(path):].split("/")
         if (entry.type == pafs.FileType.File and os.path.splitext(entry.base_name)[1].lower() in IMAGE_SUFFIXES
                 and not any(p.startswith(".") for p in parts)):
