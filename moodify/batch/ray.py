@@ -340,6 +340,8 @@ def _init_ray(ray, address: str | None, workers: int) -> bool:
     _quiet_ray_data_console()
     if ray.is_initialized():
         return False
+    # Local-first: Ray's usage statistics (sent to Ray's makers over the network) stay off unless asked for.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         if address in (None, "", "local"):
             ray.init(num_cpus=workers or None, object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False,
