@@ -84,7 +84,8 @@ def memory_run(tmp: Path, crops: Path, n_inputs: int, real_every: int, workers: 
     chunk = max(1, n_inputs // 40)
     cmd = [sys.executable, "-m", "moodify", "batch", str(listing), "-o", str(out), "--ray", "--pre-cropped",
            "--overwrite", "--workers", str(workers), "--chunk-size", str(chunk), "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    log = open(tmp / "memory-run.log", "wb")  # the run names its 95,000 unreadable inputs: not here
+    proc = subprocess.Popen(cmd, cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)}, stderr=log)
     samples, peak, counted, done = [], (0.0, 0.0, 0), set(), 0
     while proc.poll() is None:
         pss, rss, n = _tree_memory_mib(proc.pid)
@@ -97,9 +98,12 @@ def memory_run(tmp: Path, crops: Path, n_inputs: int, real_every: int, workers: 
         while marks and done >= marks[0]:
             samples.append((marks.pop(0), done, *peak))  # the peak so far, at this count
         time.sleep(0.25)
+    log.close()
     if proc.returncode not in (0, 3):  # 3: some inputs unreadable, as meant here
-        raise RuntimeError(f"memory run failed with exit status {proc.returncode}")
+        raise RuntimeError(f"memory run failed with exit status {proc.returncode}: "
+                           + (tmp / "memory-run.log").read_text(errors="replace")[-2000:])
     rows = pq.read_table(out).num_rows
+    samples += [(mark, rows, *peak) for mark in marks]  # the marks the last poll did not reach: the end
     return samples, rows
 
 

@@ -109,8 +109,7 @@ def _read_uri(uri: str, cache: dict) -> bytes:
     from ..pipeline.images import MAX_DECODED_BYTES
 
     try:
-        fs, path = pafs.FileSystem.from_uri(uri)
-        fs = cache.setdefault(uri.split("://", 1)[0], fs)  # one client per scheme and process, reused
+        fs, path = _filesystem(uri, cache)
         info = fs.get_file_info(path)
     except (OSError, ValueError) as exc:  # pyarrow's errors: no credentials, no such bucket, a network failure
         raise BatchError(f"cannot read ({str(exc).splitlines()[0]})") from None
@@ -127,6 +126,22 @@ def _read_uri(uri: str, cache: dict) -> bytes:
             return fh.read()
     except (OSError, ValueError) as exc:
         raise BatchError(f"cannot read ({str(exc).splitlines()[0]})") from None
+
+
+def _filesystem(uri: str, cache: dict):
+    """(pyarrow filesystem, path in it) for a URI; one client per bucket or host and process, since
+    making one (an S3 client finding its region) can cost a network round trip."""
+    import pyarrow.fs as pafs
+
+    scheme, rest = uri.split("://", 1)
+    key = f"{scheme}://{rest.split('/', 1)[0]}"
+    if key in cache and "?" not in uri:
+        fs, skip = cache[key]
+        return fs, rest[skip:]
+    fs, path = pafs.FileSystem.from_uri(uri)
+    if "?" not in uri and rest.endswith(path):
+        cache[key] = (fs, len(rest) - len(path))  # s3://bucket/key -> bucket/key; hdfs://host:port/p -> /p
+    return fs, path
 
 
 def classify_dataset(ds, *, model: str | None = None, backend: str = "onnx", detector: dict | None = None,
@@ -180,12 +195,14 @@ def _expand_uri(uri: str) -> Iterator[str]:
     except (OSError, ValueError) as exc:
         raise BatchError(f"cannot list {uri}: {str(exc).splitlines()[0]}") from None
     scheme = uri.split("://", 1)[0]
+    at = uri.find(path, len(scheme) + 3)
+    prefix = uri[:at] if at >= 0 else f"{scheme}://"  # s3://, file://, hdfs://host:port
     # As a local folder is walked: image suffixes only, hidden names skipped, sorted name by name.
     for entry in sorted(found, key=lambda e: e.path.split("/")):
         parts = entry.path[len(path):].split("/")
         if (entry.type == pafs.FileType.File and os.path.splitext(entry.base_name)[1].lower() in IMAGE_SUFFIXES
                 and not any(p.startswith(".") for p in parts)):
-            yield f"{scheme}://{entry.path}"
+            yield prefix + entry.path
 
 
 @dataclass
@@ -232,7 +249,7 @@ class _OutDir:
 
     @staticmethod
     def _is_ours(name: str) -> bool:
-        return name == JOB_FILE or (name.lstrip(".").startswith(PART_PREFIX) and ".parquet" in name)
+        return name.lstrip(".").startswith((JOB_FILE, PART_PREFIX)) and (".parquet" in name or JOB_FILE in name)
 
     def _read_job(self) -> dict | None:
         try:
