@@ -235,7 +235,8 @@ def cluster(ray_env):
     address = f"127.0.0.1:{port}"
     try:
         _ray_start("--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
-                   "--resources", '{"head_node": 1}', "--include-dashboard", "false", "--temp-dir", temp_dir,
+                   "--resources", '{"head_node": 1}', "--include-dashboard", "false", "--dashboard-port", str(_free_port()),
+                   "--temp-dir", temp_dir,
                    env=ray_env)
         _ray_start("--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
                    "--resources", '{"second_node": 1}', env=ray_env)

@@ -216,22 +216,20 @@ class _OutDir:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     files: int = 0
 
-    def open(self, *, resume: bool, overwrite: bool) -> bool:
-        """Make OUT_DIR ready; with ``resume``, read what is done. Returns False if the job is already complete."""
+    def check(self, *, resume: bool, overwrite: bool) -> bool:
+        """Refuse, before Ray starts and before anything is written, what the folder cannot take.
+        Returns False if it holds this very job, complete (nothing to do)."""
         if self.path.exists() and not self.path.is_dir():
             raise BatchError(f"{self.path} is a file: with --ray, -o takes a folder for the Parquet parts")
-        self.path.mkdir(parents=True, exist_ok=True)
-        ours = [p for p in self.path.iterdir() if self._is_ours(p.name)]
-        others = [p.name for p in self.path.iterdir() if not self._is_ours(p.name)]
+        names = [p.name for p in self.path.iterdir()] if self.path.is_dir() else []
+        others = sorted(n for n in names if not self._is_ours(n))
         if others:
-            raise BatchError(f"{self.path} holds other files ({', '.join(sorted(others)[:3])}): with --ray, -o takes "
+            raise BatchError(f"{self.path} holds other files ({', '.join(others[:3])}): with --ray, -o takes "
                              "a new or empty folder")
+        if not names or overwrite:
+            return True
         job = self._read_job()
-        if ours and overwrite:
-            for p in ours:
-                p.unlink()
-            job = None
-        elif ours and not resume:
+        if not resume:
             state = "a finished job" if job and job.get("complete") else "an interrupted job"
             raise BatchError(f"{self.path} holds {state}: pass --resume to continue it, or --overwrite to start again")
         if job is not None and job.get("fingerprint") != self.fingerprint:
@@ -239,13 +237,21 @@ class _OutDir:
                              if job.get("fingerprint", {}).get(k) != self.fingerprint.get(k))
             raise BatchError(f"the job in {self.path} used different settings ({', '.join(changed)}); "
                              "resume with the same command, or start again with --overwrite")
-        if job is not None and job.get("complete"):
-            return False
-        for p in self.path.glob(f".{PART_PREFIX}*"):
-            p.unlink()  # a file being written when the driver died: its inputs are redone
-        self._read_done()
-        self._write_job(complete=False)
-        return True
+        return not (job is not None and job.get("complete"))
+
+    def prepare(self, *, overwrite: bool) -> None:
+        """Make the folder ready: emptied of our files with ``overwrite``, else what is done is read."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for p in self.path.iterdir():
+                # --overwrite: every file of ours; else the hidden ones, being written when a driver
+                # died (their inputs are redone).
+                if self._is_ours(p.name) and (overwrite or p.name.startswith(".")):
+                    p.unlink()
+            self._read_done()
+            self._write_job(complete=False)
+        except OSError as exc:
+            raise BatchError(f"cannot write in {self.path}: {exc.strerror or exc}; choose another -o") from None
 
     @staticmethod
     def _is_ours(name: str) -> bool:
@@ -284,10 +290,14 @@ class _OutDir:
 
         name = f"{PART_PREFIX}{self.run_id}-{self.files:05d}.parquet"
         tmp = self.path / f".{name}.tmp"
-        pq.write_table(pa.concat_tables(tables), tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path / name)
+        try:
+            pq.write_table(pa.concat_tables(tables), tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path / name)
+        except OSError as exc:  # a full disk: the parts written so far stay
+            raise BatchError(f"cannot write {tmp}: {exc.strerror or exc}; free space (or fix the permissions) "
+                             "and rerun the same command with --resume: nothing written is lost") from None
         self.files += 1
 
     def finish(self) -> None:
@@ -324,11 +334,12 @@ def run_ray(inputs: Sequence[str], out: str | os.PathLike, *, address: str | Non
                    "backend": backend, "model": _model_identity(model_name)}
     check_inputs([spec for spec in inputs if not _is_uri(spec)])  # before anything is written
     out_dir = _OutDir(out, fingerprint)
-    if not out_dir.open(resume=resume, overwrite=overwrite):
+    if not out_dir.check(resume=resume, overwrite=overwrite):
         print(f"moodify batch: {out} is already complete; nothing to resume", file=sys.stderr)
         return Summary(Counts(), 0.0, 0, out)
-    started = _init_ray(ray, address, workers)
+    started = _init_ray(ray, address, workers)  # a cluster that cannot be reached leaves -o as it was
     try:
+        out_dir.prepare(overwrite=overwrite)
         # Paths go to the object store in blocks as they are listed: the driver never holds them all.
         refs, todo, block = [], 0, []
         for path in iter_ray_inputs(inputs):
