@@ -99,6 +99,15 @@ def test_ray_output_must_be_a_folder_of_its_own(astronaut_jpg, tmp_path, capsys)
     assert sorted(p.name for p in taken.iterdir()) == ["holiday.jpg"] and a_file.read_bytes() == b"somebody's results"
 
 
+def test_a_head_node_that_is_not_there_is_one_line_and_leaves_no_output(astronaut_jpg, tmp_path, capsys):
+    _ray()
+    nobody = f"127.0.0.1:{_free_port()}"
+    assert cli(["batch", str(astronaut_jpg), "-o", str(tmp_path / "out"), "--ray", nobody, "--quiet"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"moodify batch: error: cannot connect to {nobody}: ")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
 def inputs(astronaut_bgr, tmp_path_factory) -> Path:
     """A list file: KDEF photos (or self-made ones without KDEF), a two-face photo, two without a

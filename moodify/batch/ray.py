@@ -368,6 +368,8 @@ def _init_ray(ray, address: str | None, workers: int) -> bool:
     _quiet_ray_data_console()
     if ray.is_initialized():
         return False
+    if address and ":" in address and "://" not in address:
+        _check_reachable(address)
     # Local-first: Ray's usage statistics (sent to Ray's makers over the network) stay off unless asked for.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
@@ -382,6 +384,23 @@ def _init_ray(ray, address: str | None, workers: int) -> bool:
         raise BatchError(f"cannot {'start Ray' if address in (None, '', 'local') else 'connect to ' + address}: "
                          f"{str(exc).splitlines()[0]}") from None
     return True
+
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """One line for a head node that is not there: Ray itself retries a refused address for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except ValueError:
+        raise BatchError(f"--ray {address}: the port must be a number, as in 10.0.0.5:6379") from None
+    except OSError as exc:
+        raise BatchError(f"cannot connect to {address}: {exc.strerror or exc} (is `ray start --head` running "
+                         "there, and is its port open to this machine?)") from None
 
 
 class _DropProgressBarNotice(logging.Filter):
