@@ -46,6 +46,8 @@ def test_ray_without_ray_installed_says_how_to_install_it(astronaut_jpg, tmp_pat
 def test_ray_address_that_is_an_input_is_refused_with_how_to_write_it(astronaut_jpg, tmp_path, capsys):
     assert cli(["batch", "--ray", str(astronaut_jpg), str(astronaut_jpg), "-o", str(tmp_path / "out")]) == 2
     assert "give --ray after the INPUTs" in capsys.readouterr().err
+    assert cli(["batch", str(astronaut_jpg), "-o", str(tmp_path / "out"), "--ray", "--shard", "1/2"]) == 2
+    assert "--shard and --ray" in capsys.readouterr().err
 
 
 def test_an_actor_reads_bytes_and_uris_as_batch_reads_files(astronaut_jpg, tmp_path):

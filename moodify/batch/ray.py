@@ -340,7 +340,8 @@ def run_ray(inputs: Sequence[str], out: str | os.PathLike, *, address: str | Non
     started = _init_ray(ray, address, workers)  # a cluster that cannot be reached leaves -o as it was
     try:
         out_dir.prepare(overwrite=overwrite)
-        # Paths go to the object store in blocks as they are listed: the driver never holds them all.
+        # Every input is listed before the job starts (the count gives the bar its total), into compact
+        # Arrow blocks in Ray's object store (tens of bytes a path), not a list of Python strings.
         refs, todo, block = [], 0, []
         for path in iter_ray_inputs(inputs):
             if path in out_dir.done:
