@@ -34,20 +34,23 @@ sys.path.insert(0, str(PROJECT / "benchmarks"))
 from bench_batch import make_crops, make_photos  # noqa: E402  (the same self-made inputs as bench_batch)
 
 
-def throughput(photos: Path, tmp: Path, workers: int) -> dict[str, tuple[float, float, int]]:
-    """images/s (start-up left out), wall seconds (start-up included), faces: for batch and for --ray."""
+def throughput(photos: Path, tmp: Path, workers: int, rounds: int) -> dict[str, list[tuple[float, float, int]]]:
+    """Per round, for batch and for --ray (alternating, so a burst of other work hits both alike):
+    images/s (start-up left out), wall seconds (start-up included), faces."""
     from moodify import load_model
     from moodify.batch import run_batch
     from moodify.batch.ray import run_ray
 
-    results = {}
-    t = time.perf_counter()
-    model = load_model(backend="onnx")
-    s = run_batch([str(photos)], tmp / "batch.parquet", model=model, workers=workers, overwrite=True, progress=False)
-    results["moodify batch"] = (s.processed / s.seconds, time.perf_counter() - t, s.counts.faces)
-    t = time.perf_counter()
-    s = run_ray([str(photos)], tmp / "ray-out", workers=workers, overwrite=True, progress=False)
-    results["moodify batch --ray"] = (s.processed / s.seconds, time.perf_counter() - t, s.counts.faces)
+    results: dict[str, list] = {"moodify batch": [], "moodify batch --ray": []}
+    for _ in range(rounds):
+        t = time.perf_counter()
+        model = load_model(backend="onnx")
+        s = run_batch([str(photos)], tmp / "batch.parquet", model=model, workers=workers, overwrite=True,
+                      progress=False)
+        results["moodify batch"].append((s.processed / s.seconds, time.perf_counter() - t, s.counts.faces))
+        t = time.perf_counter()
+        s = run_ray([str(photos)], tmp / "ray-out", workers=workers, overwrite=True, progress=False)
+        results["moodify batch --ray"].append((s.processed / s.seconds, time.perf_counter() - t, s.counts.faces))
     return results
 
 
@@ -96,20 +99,21 @@ def memory_run(tmp: Path, crops: Path, n_inputs: int, real_every: int, workers: 
                 counted.add(part)
                 done += len(set(pq.read_table(part, columns=["path"]).column("path").to_pylist()))
         while marks and done >= marks[0]:
-            samples.append((marks.pop(0), done, *peak))  # the peak so far, at this count
+            samples.append((marks.pop(0), done, pss, *peak))  # now, and the peak so far, at this count
         time.sleep(0.25)
     log.close()
     if proc.returncode not in (0, 3):  # 3: some inputs unreadable, as meant here
         raise RuntimeError(f"memory run failed with exit status {proc.returncode}: "
                            + (tmp / "memory-run.log").read_text(errors="replace")[-2000:])
     rows = pq.read_table(out).num_rows
-    samples += [(mark, rows, *peak) for mark in marks]  # the marks the last poll did not reach: the end
+    samples += [(mark, rows, None, *peak) for mark in marks]  # the marks the last poll did not reach: the end
     return samples, rows
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", type=int, default=3000, help="256x256 one-face photos to time")
+    p.add_argument("--rounds", type=int, default=2, help="throughput rounds (each: batch, then --ray)")
     p.add_argument("--workers", type=int, default=2, help="batch worker processes and Ray actors (one per core)")
     p.add_argument("--memory-inputs", type=int, default=100_000, help="inputs in the memory run")
     p.add_argument("--real-every", type=int, default=20, help="memory run: every k-th input is a real face")
@@ -120,23 +124,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         make_photos(tmp / "photos", args.photos)
-        results = throughput(tmp / "photos", tmp, args.workers)
-        print(f"\n{args.photos:,} 256x256 photos, one face each, YuNet, onnx, {args.workers} workers/actors:")
-        for name, (rate, wall, faces) in results.items():
-            print(f"  {name:<20} {rate:7.1f} images/s (start-up left out); {wall:5.1f} s wall with start-up; "
-                  f"faces {faces:,}/{args.photos:,}")
-        ratio = results["moodify batch --ray"][0] / results["moodify batch"][0]
-        print(f"  --ray / batch: {ratio:.2f}x (target >= 0.8x)")
+        results = throughput(tmp / "photos", tmp, args.workers, args.rounds)
+        print(f"\n{args.photos:,} 256x256 photos, one face each, YuNet, onnx, {args.workers} workers/actors, "
+              f"{args.rounds} rounds (batch, then --ray, in each):")
+        for name, runs in results.items():
+            for k, (rate, wall, faces) in enumerate(runs, start=1):
+                print(f"  {name:<20} round {k}: {rate:7.1f} images/s (start-up left out); {wall:5.1f} s wall with "
+                      f"start-up; faces {faces:,}/{args.photos:,}")
+        ratios = [r[0] / b[0] for r, b in zip(results["moodify batch --ray"], results["moodify batch"])]
+        print("  --ray / batch, round by round: " + ", ".join(f"{x:.2f}x" for x in ratios) + " (target >= 0.8x)")
         if not args.skip_memory:
             make_crops(tmp / "crops", 500)
             n = args.memory_inputs
             samples, rows = memory_run(tmp, tmp / "crops", n, args.real_every, args.workers,
                                        [n // 4, n // 2, 3 * n // 4, n])
             print(f"\nmemory over {n:,} inputs (1 in {args.real_every} a real 48x48 face), --ray --pre-cropped, "
-                  "the whole process tree (driver, GCS, raylet, actors), peak so far:")
-            for mark, done, pss, rss, procs in samples:
-                print(f"  by {mark:>7,} inputs ({done:,} done): PSS {pss:7.1f} MiB (RSS {rss:7.1f} MiB), "
-                      f"{procs} processes")
+                  "the whole process tree (driver, GCS, raylet, actors):")
+            for mark, done, now, pss, rss, procs in samples:
+                at = f"PSS now {now:7.1f} MiB, " if now is not None else "at the end:         "
+                print(f"  by {mark:>7,} inputs ({done:,} done): {at}peak so far PSS {pss:7.1f} MiB "
+                      f"(RSS {rss:7.1f} MiB), {procs} processes")
             print(f"  rows written: {rows:,}")
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
