@@ -132,8 +132,8 @@ def inputs(astronaut_bgr, tmp_path_factory) -> Path:
     (root / "corrupt.jpg").write_bytes((root / "whole.jpg").read_bytes()[:2000])
     (root / "notes.png").write_text("this is text, not a PNG")
     (root / "empty.jpg").write_bytes(b"")
-    (root / "NA").write_bytes(b"\x00\x01 not an image either, and a name CSV readers take for missing")
-    extra = ["two.png", "sky.png", "grey.jpg", "corrupt.jpg", "notes.png", "empty.jpg", "NA", "missing.jpg"]
+    (root / "noise.gif").write_bytes(bytes(range(256)))
+    extra = ["two.png", "sky.png", "grey.jpg", "corrupt.jpg", "notes.png", "empty.jpg", "noise.gif", "missing.jpg"]
     listing = root / "inputs.txt"
     listing.write_text("\n".join(photos + [str(root / name) for name in extra]) + "\n", encoding="utf-8")
     # The kill tests need only enough blocks (BLOCK_INPUTS each) to kill something mid-job: ~100 inputs.

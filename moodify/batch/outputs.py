@@ -9,7 +9,6 @@ duplicate and no missing row.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import os
@@ -89,59 +88,23 @@ def csv_to_parquet(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     ``pd.read_parquet`` gives nullable Int32 columns (an error row's face is <NA>, not a float NaN
     that turns every box coordinate into 178.0) and string columns, not float64 and object.
     """
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    schema = parquet_schema()
-    reader = pacsv.open_csv(src, parse_options=_csv_parse_options(), convert_options=_csv_convert_options())
-    with pq.ParquetWriter(dst, schema) as writer:
-        for batch in reader:
-            writer.write_table(pa.Table.from_batches([batch]).select(list(COLUMNS)).cast(schema))
-
-
-def rows_to_arrow(rows: Sequence[tuple]):
-    """Rows as a ``pyarrow.Table`` with the Parquet schema and the very values ``csv_to_parquet``
-    writes for them (rounded as the CSV rounds), for writers that skip the CSV (``--ray``)."""
-    import pyarrow.csv as pacsv
-
-    fmt = CsvFormat()
-    table = pacsv.read_csv(io.BytesIO(fmt.header() + fmt.encode(rows)), parse_options=_csv_parse_options(),
-                           convert_options=_csv_convert_options())
-    return table.select(list(COLUMNS)).cast(parquet_schema())
-
-
-@functools.lru_cache(maxsize=1)
-def parquet_schema():
-    """The Parquet columns' ``pyarrow.Schema``, with the pandas metadata that types them on reading."""
-    import pandas as pd
-    import pyarrow as pa
-
+    types = {c: pa.int32() if c in INT_COLUMNS else pa.float64() if c in FLOAT_COLUMNS else pa.string()
+             for c in COLUMNS}
     pandas_dtypes = {c: "Int32" if c in INT_COLUMNS else "float64" if c in FLOAT_COLUMNS else "string"
                      for c in COLUMNS}
     empty = pd.DataFrame({c: pd.Series(dtype=dtype) for c, dtype in pandas_dtypes.items()})
     pandas_metadata = pa.Schema.from_pandas(empty, preserve_index=False).metadata
-    return pa.schema([(c, _arrow_type(c)) for c in COLUMNS], metadata=pandas_metadata)
-
-
-def _csv_parse_options():
-    import pyarrow.csv as pacsv
-
-    return pacsv.ParseOptions(newlines_in_values=True)  # a quoted file name may hold a newline
-
-
-def _csv_convert_options():
-    import pyarrow.csv as pacsv
-
-    # null_values: only an empty cell is missing; a file may be called "NA" or "null".
-    return pacsv.ConvertOptions(column_types={c: _arrow_type(c) for c in COLUMNS}, null_values=[""],
-                                strings_can_be_null=True, quoted_strings_can_be_null=False)
-
-
-def _arrow_type(column: str):
-    import pyarrow as pa
-
-    return pa.int32() if column in INT_COLUMNS else pa.float64() if column in FLOAT_COLUMNS else pa.string()
+    schema = pa.schema([(c, types[c]) for c in COLUMNS], metadata=pandas_metadata)
+    reader = pacsv.open_csv(src, convert_options=pacsv.ConvertOptions(
+        column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False))
+    with pq.ParquetWriter(dst, schema) as writer:
+        for batch in reader:
+            writer.write_table(pa.Table.from_batches([batch]).select(list(COLUMNS)).cast(schema))
 
 
 @dataclass

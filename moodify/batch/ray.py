@@ -81,7 +81,6 @@ class _Classifier:
 
     def __call__(self, batch):
         """A ``pyarrow.Table`` with ``path`` (and optionally ``bytes``) -> the rows of those inputs."""
-        from .outputs import rows_to_arrow
         from .run import _classify_chunk
         from .worker import _analyze
 
@@ -90,7 +89,7 @@ class _Classifier:
         items = [self._analyze_uri(path) if blob is None and _is_uri(path) else _analyze(path, blob)
                  for path, blob in zip(paths, data)]
         rows, _ = _classify_chunk(items, self.model, self.batch_size)
-        return rows_to_arrow(rows)
+        return _rows_to_arrow(rows)
 
     def _analyze_uri(self, uri: str):
         from .worker import _analyze, _Analyzed
@@ -100,6 +99,22 @@ class _Classifier:
         except BatchError as exc:
             return _Analyzed(uri, error=str(exc))
         return _analyze(uri, data)
+
+
+def _rows_to_arrow(rows: list[tuple]):
+    """Rows as a ``pyarrow.Table`` holding exactly what ``moodify batch`` writes to Parquet for them:
+    its own CSV encoding and CSV-to-Parquet conversion, in memory (the same rounding, types and
+    pandas metadata, so the parts read back as the one file does)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .outputs import CsvFormat, csv_to_parquet
+
+    fmt, parquet = CsvFormat(), io.BytesIO()
+    csv_to_parquet(io.BytesIO(fmt.header() + fmt.encode(rows)), parquet)
+    return pq.read_table(pa.BufferReader(parquet.getvalue()))
 
 
 def _read_uri(uri: str, cache: dict) -> bytes:

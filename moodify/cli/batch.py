@@ -28,25 +28,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folders (searched recursively), globs (quote them: 'photos/**/*.jpg'), files, list "
                         "files (.txt/.lst: one path per line, relative to the list's folder) or - (paths on stdin)")
     p.add_argument("-o", "--out", required=True,
-                   help="output file: .csv, .jsonl or .parquet (needs pyarrow); written atomically at the end. "
-                        "With --ray: a folder of Parquet files")
+                   help="output file: .csv, .jsonl or .parquet (needs pyarrow); written atomically at the end")
     p.add_argument("--pre-cropped", action="store_true",
                    help="inputs are face crops (like FER2013): skip detection, resize to the model's input")
     p.add_argument("--workers", type=int, default=0,
-                   help="processes that decode and detect (0: one per CPU core; 1: everything in this process); "
-                        "with --ray: actors (0: one per CPU of the cluster)")
+                   help="processes that decode and detect (0: one per CPU core; 1: everything in this process)")
     p.add_argument("--shard", type=parse_shard, default=None, metavar="K/N",
                    help="process only shard K of N (1-based), chosen by a hash of each path; join with `moodify merge`")
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="run on Ray (pip install -e '.[ray]'): no ADDRESS starts one on this machine, 'auto' joins "
-                        "this machine's cluster, HOST:PORT or ray://HOST:10001 a remote one; INPUTs may also be "
-                        "s3:// gs:// URIs; -o is a folder of Parquet files (give --ray after the INPUTs, or as --ray=ADDRESS)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output or interrupted run")
     p.add_argument("--chunk-size", type=int, default=None,
                    help=f"inputs per durable commit (a crash redoes at most one chunk); default {CHUNK_SIZE}, with "
                         f"--ray {RAY_CHUNK_SIZE} (inputs per Parquet file)")
     p.add_argument("--batch-size", type=int, default=256, help="faces per network forward pass")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray (pip install -e '.[ray]'): no ADDRESS starts one on this machine, 'auto' joins "
+                        "this machine's cluster, HOST:PORT or ray://HOST:10001 a remote one. INPUTs may also be "
+                        "s3:// gs:// URIs; -o is then a folder of Parquet files, --workers the number of actors "
+                        "(0: one per CPU of the cluster). Give --ray after the INPUTs, or as --ray=ADDRESS")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no summary; unreadable inputs are still named (the bar is "
                         "shown only when stderr is a terminal)")
