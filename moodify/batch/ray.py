@@ -86,19 +86,31 @@ class _Classifier:
 
         paths = batch.column("path").to_pylist()
         data = batch.column("bytes").to_pylist() if "bytes" in batch.column_names else [None] * len(paths)
-        items = [self._analyze_uri(path) if blob is None and _is_uri(path) else _analyze(path, blob)
+        items = [_analyze(path) if blob is None and not _is_uri(path) else self._analyze_data(path, blob)
                  for path, blob in zip(paths, data)]
         rows, _ = _classify_chunk(items, self.model, self.batch_size)
         return _rows_to_arrow(rows)
 
-    def _analyze_uri(self, uri: str):
+    def _analyze_data(self, path: str, data: bytes | None):
+        """``_analyze`` for a file whose bytes are given or must be fetched from an object store: the
+        bytes go through a short-lived local file, so that they take the very path a local file takes."""
+        import tempfile
+
         from .worker import _analyze, _Analyzed
 
-        try:
-            data = _read_uri(uri, self._filesystems)
-        except BatchError as exc:
-            return _Analyzed(uri, error=str(exc))
-        return _analyze(uri, data)
+        if data is None:
+            try:
+                data = _read_uri(path, self._filesystems)
+            except BatchError as exc:
+                return _Analyzed(path, error=str(exc))
+        with tempfile.NamedTemporaryFile(prefix="moodify-ray-", suffix=os.path.splitext(path)[1][:16]) as fh:
+            fh.write(data)
+            fh.flush()
+            item = _analyze(fh.name)
+        item.path = path
+        if item.error:
+            item.error = item.error.replace(fh.name, path)
+        return item
 
 
 def _rows_to_arrow(rows: list[tuple]):

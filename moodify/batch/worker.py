@@ -119,21 +119,18 @@ def _analyze_many(paths: list[str]) -> list[_Analyzed]:
     return items
 
 
-def _analyze(path: str, data: bytes | None = None) -> _Analyzed:
-    """Decode one image and cut out its faces; any failure becomes a one-line error, never a crash.
-
-    ``data``: the file's bytes when they were read elsewhere (an object store); else ``path`` is read.
-    """
+def _analyze(path: str) -> _Analyzed:
+    """Decode one image and cut out its faces; any failure becomes a one-line error, never a crash."""
     from ..errors import ImageError
     from ..pipeline.images import load_gray, load_image
     from ..pipeline.preprocess import resize_face
 
     try:
         if _WORKER["pre_cropped"]:
-            gray = load_gray(path) if data is None else cv2.cvtColor(load_image(data, name=path), cv2.COLOR_BGR2GRAY)
+            gray = load_gray(path)
             h, w = gray.shape
             return _Analyzed(path, [(0, 0, w, h)], resize_face(gray, _WORKER["prep"].input_size)[None], [None])
-        found, crops = _WORKER["pipeline"].detect_and_crop(load_image(path if data is None else data, name=path))
+        found, crops = _WORKER["pipeline"].detect_and_crop(load_image(path))
         return _Analyzed(path, [d.box for d in found], crops, [d.landmarks for d in found])
     except ImageError as exc:
         message = str(exc)
