@@ -136,7 +136,7 @@ def inputs(astronaut_bgr, tmp_path_factory) -> Path:
     extra = ["two.png", "sky.png", "grey.jpg", "corrupt.jpg", "notes.png", "empty.jpg", "noise.gif", "missing.jpg"]
     listing = root / "inputs.txt"
     listing.write_text("\n".join(photos + [str(root / name) for name in extra]) + "\n", encoding="utf-8")
-    # The kill tests need only enough blocks (BLOCK_INPUTS each) to kill something mid-job: ~100 inputs.
+    # The kill tests need only enough blocks (--chunk-size 10: 10 inputs each) to kill something mid-job.
     (root / "fewer.txt").write_text("\n".join(photos[:FEWER] + [str(root / name) for name in extra]) + "\n",
                                     encoding="utf-8")
     return listing

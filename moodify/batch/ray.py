@@ -4,7 +4,7 @@ Shape of a run::
 
     inputs, expanded by this process (the driver) as ``moodify batch`` expands them, plus
     s3:// gs:// ... URIs listed through pyarrow's filesystems; those already in OUT_DIR skipped
-      -> blocks of BLOCK_INPUTS paths in Ray's object store
+      -> blocks of BLOCK_INPUTS paths (fewer if ``chunk_size`` is smaller) in Ray's object store
       -> ``map_batches`` over an actor pool: each actor loads the model once (``_Classifier``)
          and runs the batch worker's own code on each block: decode, detect and crop with the one
          ``Recognizer``, classify, build the rows (``moodify.batch.run``'s), as Arrow
@@ -40,7 +40,9 @@ from .run import NAMED_FAILURES, Summary, _model_identity
 
 INSTALL_HINT = "--ray needs Ray: pip install -e '.[ray]'"
 RAY_CHUNK_SIZE = 4096  # inputs per Parquet part: fewer, larger files than --chunk-size's default; a dead driver redoes one
-BLOCK_INPUTS = 32  # paths per task: small enough to spread over many actors and to lose little to a dead worker
+# Paths per task: enough to amortise a block's fixed cost (~10 ms to turn its rows into Arrow), few
+# enough to spread over many actors and to lose little (a second or so of work) to a dead worker.
+BLOCK_INPUTS = 64
 MAX_RETRIES = 3  # a block whose actor dies this many times (a decoder crash on one file) stops the job
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20  # a local Ray's object store: it holds paths and rows, never pixels
 JOB_FILE = "_moodify_job.json"  # settings and state of the job (a leading _: Parquet readers skip it)
@@ -172,7 +174,8 @@ def _filesystem(uri: str, cache: dict):
 
 
 def classify_dataset(ds, *, model: str | None = None, backend: str = "onnx", detector: dict | None = None,
-                     pre_cropped: bool = False, batch_size: int = 256, concurrency: int | tuple[int, int] | None = None):
+                     pre_cropped: bool = False, batch_size: int = 256, concurrency: int | tuple[int, int] | None = None,
+                     block_size: int = BLOCK_INPUTS):
     """``ray.data.Dataset`` of inputs -> ``Dataset`` of ``moodify batch`` rows (columns ``COLUMNS``).
 
     ``ds`` has a ``path`` column (local paths every node can read, or s3:// gs:// ... URIs) and
@@ -181,7 +184,8 @@ def classify_dataset(ds, *, model: str | None = None, backend: str = "onnx", det
     without a face, one with ``error`` per unreadable input. ``model``: a registry name or checkpoint
     (default: the shipped model), loaded once per actor; ``detector``: a detector spec as
     ``moodify.cli.options.detector_spec`` builds it (default YuNet); ``concurrency``: actors (an int,
-    or (min, max) for an autoscaling pool; default one per CPU of the cluster).
+    or (min, max) for an autoscaling pool; default one per CPU of the cluster); ``block_size``: inputs
+    per call of an actor; ``batch_size``: faces per forward pass.
     """
     ray = _import_ray()
     if concurrency is None:
@@ -192,7 +196,7 @@ def classify_dataset(ds, *, model: str | None = None, backend: str = "onnx", det
         # Ray >= 2.55 calls extra remote arguments deprecated, yet has no other way to bound restarts.
         warnings.simplefilter("ignore", DeprecationWarning)
         return ds.map_batches(
-            _Classifier, batch_format="pyarrow", batch_size=BLOCK_INPUTS, num_cpus=1,
+            _Classifier, batch_format="pyarrow", batch_size=block_size, num_cpus=1,
             compute=ray.data.ActorPoolStrategy(**size),
             fn_constructor_kwargs=dict(model_name=model, backend=backend, detector_spec=detector,
                                        pre_cropped=pre_cropped, batch_size=batch_size, cwd=os.getcwd()),
@@ -370,11 +374,12 @@ def run_ray(inputs: Sequence[str], out: str | os.PathLike, *, address: str | Non
         # Every input is listed before the job starts (the count gives the bar its total), into compact
         # Arrow blocks in Ray's object store (tens of bytes a path), not a list of Python strings.
         refs, todo, block = [], 0, []
+        block_size = min(BLOCK_INPUTS, chunk_size)  # no block larger than a part: small parts, small blocks
         for path in iter_ray_inputs(inputs):
             if path in out_dir.done:
                 continue
             block.append(path)
-            if len(block) == BLOCK_INPUTS:
+            if len(block) == block_size:
                 refs.append(ray.put(pa.table({"path": block})))
                 todo, block = todo + len(block), []
         if block:
@@ -383,7 +388,7 @@ def run_ray(inputs: Sequence[str], out: str | os.PathLike, *, address: str | Non
         out_dir.done.clear()
         summary = _run(ray, refs, todo, out_dir, workers=workers, model_name=model_name, backend=backend,
                        detector_spec=detector_spec, pre_cropped=pre_cropped, chunk_size=chunk_size,
-                       batch_size=batch_size, progress=progress)
+                       batch_size=batch_size, block_size=block_size, progress=progress)
     finally:
         if started:
             ray.shutdown()
@@ -446,7 +451,7 @@ def _quiet_ray_data_console() -> None:
 
 
 def _run(ray, refs: list, todo: int, out_dir: _OutDir, *, workers: int, model_name, backend, detector_spec,
-         pre_cropped: bool, chunk_size: int, batch_size: int, progress: bool) -> Summary:
+         pre_cropped: bool, chunk_size: int, batch_size: int, block_size: int, progress: bool) -> Summary:
     from tqdm import tqdm
 
     context = ray.data.DataContext.get_current()
@@ -459,7 +464,7 @@ def _run(ray, refs: list, todo: int, out_dir: _OutDir, *, workers: int, model_na
         if refs:
             ds = classify_dataset(ray.data.from_arrow_refs(refs), model=model_name, backend=backend,
                                   detector=detector_spec, pre_cropped=pre_cropped, batch_size=batch_size,
-                                  concurrency=workers or None)
+                                  concurrency=workers or None, block_size=block_size)
             for table in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 counts = _counts(table)
                 if start is None:
