@@ -8,11 +8,7 @@
    Ray with an actor per core); target: Ray >= 0.8x. Both figures leave start-up out (the batch
    workers' and the actors' model loads), as each command's own summary line does; the wall time of
    each whole run, start-up included, is printed beside them.
-2. the CPU each command spends per image, over its whole process tree (Ray's own processes
-   included), from the difference between a 3,000-photo and a 30-photo run of the CLI, so start-up
-   cancels out: unlike images/s, this hardly moves when other work shares the machine, and
-   2 cores / (CPU per image) is what an idle 2-core machine would do;
-3. memory over 100,000 inputs (a list file; 1 in 20 a real 48x48 face, the rest missing files, which
+2. memory over 100,000 inputs (a list file; 1 in 20 a real 48x48 face, the rest missing files, which
    are cheap error rows, so the run is about bookkeeping and streaming): the memory of the whole
    process tree (the driver, Ray's GCS and raylet, the actors) must stay flat as the count grows.
    Memory is the sum of each process's PSS, so Ray's shared object store is counted once.
@@ -56,44 +52,6 @@ def throughput(photos: Path, tmp: Path, workers: int, rounds: int) -> dict[str, 
         s = run_ray([str(photos)], tmp / "ray-out", workers=workers, overwrite=True, progress=False)
         results["moodify batch --ray"].append((s.processed / s.seconds, time.perf_counter() - t, s.counts.faces))
     return results
-
-
-def _tree_cpu_seconds(cmd: list[str]) -> tuple[float, float]:
-    """(CPU seconds of the command's whole process tree, wall seconds), sampling every process's
-    own CPU time as it runs (children's totals left out: a reaped worker would count twice)."""
-    import psutil
-
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    root, seen = psutil.Process(proc.pid), {}
-    while proc.poll() is None:
-        try:
-            procs = [root] + root.children(recursive=True)
-        except psutil.NoSuchProcess:
-            break
-        for q in procs:
-            try:
-                c = q.cpu_times()
-                seen[(q.pid, q.create_time())] = c.user + c.system
-            except psutil.Error:
-                pass
-        time.sleep(0.1)
-    return sum(seen.values()), time.perf_counter() - t
-
-
-def cpu_per_image(photos: Path, few: Path, tmp: Path, workers: int) -> dict[str, float]:
-    """CPU milliseconds per image of ``moodify batch`` and of ``--ray``: (big run - small run) / difference in images."""
-    n_big, n_small = len(list(photos.iterdir())), len(list(few.iterdir()))
-    cost = {}
-    for name, extra in (("moodify batch", []), ("moodify batch --ray", ["--ray"])):
-        spent = []
-        for folder in (few, photos):
-            out = tmp / f"cpu-{len(extra)}-{folder.name}" / ("" if extra else "out.parquet")
-            spent.append(_tree_cpu_seconds([sys.executable, "-m", "moodify", "batch", str(folder), "-o", str(out),
-                                            "--overwrite", "--workers", str(workers), "--quiet", *extra])[0])
-        cost[name] = 1000 * (spent[1] - spent[0]) / (n_big - n_small)
-    return cost
 
 
 def _tree_memory_mib(pid: int) -> tuple[float, float, int]:
@@ -175,12 +133,6 @@ def main() -> None:
                       f"start-up; faces {faces:,}/{args.photos:,}")
         ratios = [r[0] / b[0] for r, b in zip(results["moodify batch --ray"], results["moodify batch"])]
         print("  --ray / batch, round by round: " + ", ".join(f"{x:.2f}x" for x in ratios) + " (target >= 0.8x)")
-        make_photos(tmp / "few", 30)
-        cost = cpu_per_image(tmp / "photos", tmp / "few", tmp, args.workers)
-        print(f"\nCPU per image over the whole process tree (the CLI, {args.photos:,} photos minus 30):")
-        for name, ms in cost.items():
-            print(f"  {name:<20} {ms:5.2f} ms -> {2000 / ms:5.0f} images/s on 2 idle cores")
-        print(f"  --ray / batch: {cost['moodify batch'] / cost['moodify batch --ray']:.2f}x (target >= 0.8x)")
         if not args.skip_memory:
             make_crops(tmp / "crops", 500)
             n = args.memory_inputs
