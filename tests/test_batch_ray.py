@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -262,6 +263,7 @@ def cluster(ray_env):
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(procs, timeout=10)
+        shutil.rmtree(temp_dir, ignore_errors=True)  # the cluster's session: logs, sockets, spilled objects
 
 
 def _map_workers(raylets: set[int]) -> dict[int, int]:
