@@ -182,6 +182,16 @@ def _ray():
     return pytest.importorskip("ray", reason=RAY_MISSING)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _token_auth():
+    """Ray token authentication on in this process before Ray is first imported (Ray reads the mode
+    once, at import): a driver here that joins the test cluster must present the token, whichever
+    test runs first."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "token")
+        yield
+
+
 @pytest.fixture(scope="module")
 def ray_env() -> dict:
     """The environment of the cluster's ``ray start``s: token authentication on, with Ray's own token
@@ -262,7 +272,7 @@ def cluster(ray_env):
                 p.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(procs, timeout=10)
+        psutil.wait_procs(procs, timeout=3)  # SIGKILL cannot be refused; a zombie left to its parent ends the wait
         shutil.rmtree(temp_dir, ignore_errors=True)  # the cluster's session: logs, sockets, spilled objects
 
 
