@@ -272,7 +272,7 @@ def cluster(ray_env):
                 p.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(procs, timeout=3)  # SIGKILL cannot be refused; a zombie left to its parent ends the wait
+        psutil.wait_procs(procs, timeout=3)  # SIGKILL cannot be refused: only an unreaped zombie would wait longer
         shutil.rmtree(temp_dir, ignore_errors=True)  # the cluster's session: logs, sockets, spilled objects
 
 
