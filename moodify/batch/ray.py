@@ -24,10 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -45,6 +48,7 @@ RAY_CHUNK_SIZE = 4096  # inputs per Parquet part: fewer, larger files than --chu
 BLOCK_INPUTS = 64
 MAX_RETRIES = 3  # a block whose actor dies this many times (a decoder crash on one file) stops the job
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20  # a local Ray's object store: it holds paths and rows, never pixels
+MAX_FETCH_BYTES = 512 * 2**20  # an object-store file is read whole into memory: larger is no photo to read
 JOB_FILE = "_moodify_job.json"  # settings and state of the job (a leading _: Parquet readers skip it)
 PART_PREFIX = "part-"
 
@@ -80,6 +84,8 @@ class _Classifier:
         self.batch_size = batch_size
         _init_worker(detector_spec or {"kind": "yunet"}, self.model.preprocessing, pre_cropped, True)
         self._filesystems: dict = {}
+        self._scratch = Path(tempfile.mkdtemp(prefix="moodify-ray-"))  # this actor's short-lived files
+        weakref.finalize(self, shutil.rmtree, self._scratch, True)
 
     def __call__(self, batch):
         """A ``pyarrow.Table`` with ``path`` (and optionally ``bytes``) -> the rows of those inputs."""
@@ -91,13 +97,11 @@ class _Classifier:
         items = [_analyze(path) if blob is None and not _is_uri(path) else self._analyze_data(path, blob)
                  for path, blob in zip(paths, data)]
         rows, _ = _classify_chunk(items, self.model, self.batch_size)
-        return _rows_to_arrow(rows)
+        return _rows_to_arrow(rows, self._scratch)
 
     def _analyze_data(self, path: str, data: bytes | None):
         """``_analyze`` for a file whose bytes are given or must be fetched from an object store: the
         bytes go through a short-lived local file, so that they take the very path a local file takes."""
-        import tempfile
-
         from .worker import _analyze, _Analyzed
 
         if data is None:
@@ -105,7 +109,7 @@ class _Classifier:
                 data = _read_uri(path, self._filesystems)
             except BatchError as exc:
                 return _Analyzed(path, error=str(exc))
-        with tempfile.NamedTemporaryFile(prefix="moodify-ray-", suffix=os.path.splitext(path)[1][:16]) as fh:
+        with tempfile.NamedTemporaryFile(dir=self._scratch, suffix=os.path.splitext(path)[1][:16]) as fh:
             fh.write(data)
             fh.flush()
             item = _analyze(fh.name)
@@ -115,27 +119,27 @@ class _Classifier:
         return item
 
 
-def _rows_to_arrow(rows: list[tuple]):
+def _rows_to_arrow(rows: list[tuple], scratch: Path):
     """Rows as a ``pyarrow.Table`` holding exactly what ``moodify batch`` writes to Parquet for them:
-    its own CSV encoding and CSV-to-Parquet conversion, in memory (the same rounding, types and
-    pandas metadata, so the parts read back as the one file does)."""
+    its own CSV encoding and CSV-to-Parquet conversion (the same rounding, types and pandas metadata,
+    so the parts read back as its one file does), through a file in ``scratch``."""
     import io
 
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .outputs import CsvFormat, csv_to_parquet
+    from .outputs import _row_writer, csv_to_parquet
 
-    fmt, parquet = CsvFormat(), io.BytesIO()
-    csv_to_parquet(io.BytesIO(fmt.header() + fmt.encode(rows)), parquet)
-    return pq.read_table(pa.BufferReader(parquet.getvalue()))
+    writer, parquet = _row_writer("parquet"), scratch / "rows.parquet"
+    csv_to_parquet(io.BytesIO(writer.header() + writer.encode(rows)), parquet)
+    try:
+        return pq.read_table(parquet, memory_map=False)
+    finally:
+        parquet.unlink()
 
 
 def _read_uri(uri: str, cache: dict) -> bytes:
     """The bytes of an object-store file (s3://, gs://, ...); a failure becomes a one-line BatchError."""
     import pyarrow.fs as pafs
-
-    from ..pipeline.images import MAX_DECODED_BYTES
 
     try:
         fs, path = _filesystem(uri, cache)
@@ -148,7 +152,7 @@ def _read_uri(uri: str, cache: dict) -> bytes:
         raise BatchError("is a folder, not an image")
     if info.size == 0:
         raise BatchError("empty file (0 bytes)")
-    if info.size > MAX_DECODED_BYTES:
+    if info.size > MAX_FETCH_BYTES:
         raise BatchError(f"too large to read safely ({info.size / 2**20:,.0f} MiB)")
     try:
         with fs.open_input_file(path) as fh:
