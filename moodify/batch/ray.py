@@ -24,13 +24,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import time
 import uuid
 import warnings
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -84,8 +82,6 @@ class _Classifier:
         self.batch_size = batch_size
         _init_worker(detector_spec or {"kind": "yunet"}, self.model.preprocessing, pre_cropped, True)
         self._filesystems: dict = {}
-        self._scratch = Path(tempfile.mkdtemp(prefix="moodify-ray-"))  # this actor's short-lived files
-        weakref.finalize(self, shutil.rmtree, self._scratch, True)
 
     def __call__(self, batch):
         """A ``pyarrow.Table`` with ``path`` (and optionally ``bytes``) -> the rows of those inputs."""
@@ -97,7 +93,7 @@ class _Classifier:
         items = [_analyze(path) if blob is None and not _is_uri(path) else self._analyze_data(path, blob)
                  for path, blob in zip(paths, data)]
         rows, _ = _classify_chunk(items, self.model, self.batch_size)
-        return _rows_to_arrow(rows, self._scratch)
+        return _rows_to_arrow(rows)
 
     def _analyze_data(self, path: str, data: bytes | None):
         """``_analyze`` for a file whose bytes are given or must be fetched from an object store: the
@@ -109,7 +105,7 @@ class _Classifier:
                 data = _read_uri(path, self._filesystems)
             except BatchError as exc:
                 return _Analyzed(path, error=str(exc))
-        with tempfile.NamedTemporaryFile(dir=self._scratch, suffix=os.path.splitext(path)[1][:16]) as fh:
+        with tempfile.NamedTemporaryFile(prefix="moodify-ray-", suffix=os.path.splitext(path)[1][:16]) as fh:
             fh.write(data)
             fh.flush()
             item = _analyze(fh.name)
@@ -119,17 +115,18 @@ class _Classifier:
         return item
 
 
-def _rows_to_arrow(rows: list[tuple], scratch: Path):
+def _rows_to_arrow(rows: list[tuple]):
     """Rows as a ``pyarrow.Table`` holding exactly what ``moodify batch`` writes to Parquet for them:
     its own CSV encoding and CSV-to-Parquet conversion (the same rounding, types and pandas metadata,
-    so the parts read back as its one file does), through a file in ``scratch``."""
+    so the parts read back as its one file does), through a short-lived temporary file."""
     import io
 
     import pyarrow.parquet as pq
 
     from .outputs import _row_writer, csv_to_parquet
 
-    writer, parquet = _row_writer("parquet"), scratch / "rows.parquet"
+    writer = _row_writer("parquet")
+    parquet = Path(tempfile.gettempdir()) / f"moodify-ray-{os.getpid()}-{uuid.uuid4().hex}.parquet"
     csv_to_parquet(io.BytesIO(writer.header() + writer.encode(rows)), parquet)
     try:
         return pq.read_table(parquet, memory_map=False)
