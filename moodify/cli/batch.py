@@ -8,6 +8,7 @@ import sys
 
 from ..batch.inputs import parse_shard
 from ..batch.run import CHUNK_SIZE, EXIT_UNREADABLE, run_batch
+from ..batch.ray import RAY_CHUNK_SIZE
 from ..errors import BatchError
 from .options import add_detector_arguments, detector_spec
 
@@ -40,9 +41,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "that `moodify merge` can tell when a shard is missing")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output or interrupted run")
-    p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,
-                   help="inputs per durable commit (a crash redoes at most one chunk)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help=f"inputs per durable commit (a crash redoes at most one chunk); default {CHUNK_SIZE}, with "
+                        f"--ray {RAY_CHUNK_SIZE} (inputs per Parquet file)")
     p.add_argument("--batch-size", type=int, default=256, help="faces per network forward pass")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray (pip install -e '.[ray]'): no ADDRESS starts one on this machine, 'auto' joins "
+                        "this machine's cluster, HOST:PORT or ray://HOST:10001 a remote one. INPUTs may also be "
+                        "s3:// gs:// URIs; -o is then a folder of Parquet files, --workers the number of actors "
+                        "(0: one per CPU of the cluster). Give --ray after the INPUTs, or as --ray=ADDRESS")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no summary; unreadable inputs are still named (the bar is "
                         "shown only when stderr is a terminal)")
@@ -55,17 +62,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the batch job; an unreadable input gets a row with its error, is named on stderr, and
     makes the exit status ``EXIT_UNREADABLE`` once every input has been through."""
-    if args.chunk_size < 1 or args.batch_size < 1:
+    if (args.chunk_size is not None and args.chunk_size < 1) or args.batch_size < 1:
         raise BatchError("--chunk-size and --batch-size must be at least 1")
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     try:
-        summary = run_batch(args.inputs, args.out, model_name=args.model, backend=args.backend,
-                            detector_spec=detector_spec(args), pre_cropped=args.pre_cropped, workers=workers,
-                            shard=args.shard, chunk_size=args.chunk_size, batch_size=args.batch_size,
-                            resume=args.resume, overwrite=args.overwrite,
-                            # A bar only on a terminal: in a log file or a pipe its redraws are junk
-                            # lines around the summary and the failures named after it.
-                            progress=not args.quiet and sys.stderr.isatty())
+        if args.ray is not None:
+            summary = _run_ray(args)
+        else:
+            summary = run_batch(args.inputs, args.out, model_name=args.model, backend=args.backend,
+                                detector_spec=detector_spec(args), pre_cropped=args.pre_cropped, workers=workers,
+                                shard=args.shard, chunk_size=args.chunk_size or CHUNK_SIZE,
+                                batch_size=args.batch_size, resume=args.resume, overwrite=args.overwrite,
+                                progress=_progress(args))
     except KeyboardInterrupt:
         print("moodify batch: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
         return 130
@@ -75,3 +83,23 @@ def main(args: argparse.Namespace) -> int:
         print(summary.failure_report(), file=sys.stderr)
         return EXIT_UNREADABLE
     return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    # A bar only on a terminal: in a log file or a pipe its redraws are junk lines around the
+    # summary and the failures named after it.
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _run_ray(args: argparse.Namespace):
+    from ..batch.ray import run_ray
+
+    if args.shard:
+        raise BatchError("--shard and --ray: Ray spreads the job over the cluster itself; drop --shard")
+    if os.path.exists(args.ray) or not (args.ray in ("local", "auto") or ":" in args.ray):
+        raise BatchError(f"--ray takes an ADDRESS (auto, HOST:PORT, ray://HOST:10001), not {args.ray!r}; "
+                         "give --ray after the INPUTs, or as --ray=ADDRESS")
+    return run_ray(args.inputs, args.out, address=args.ray, model_name=args.model, backend=args.backend,
+                   detector_spec=detector_spec(args), pre_cropped=args.pre_cropped, workers=args.workers,
+                   chunk_size=args.chunk_size or RAY_CHUNK_SIZE, batch_size=args.batch_size, resume=args.resume,
+                   overwrite=args.overwrite, progress=_progress(args))
