@@ -168,7 +168,7 @@ def test_a_second_batch_writing_the_same_output_is_refused(blank_png, tmp_path, 
 # 3. Names: they round-trip, are safe in a spreadsheet, escaped on a terminal --------------------------
 
 NAMES = ["a\rb.png", "c\nd.png", "e\tf.png", 'g"h.png', "i,j.png", "-k.png", "=1+2.png", "+x.png", "@y.png",
-         "'q.png", "\tt.png", "\rr.png"]
+         "'q.png", "\tt.png", "\rr.png", "NA", "null"]
 NON_UTF8 = os.fsdecode(b"n\xe9.png")  # a Latin-1 byte: a lone surrogate in Python
 
 

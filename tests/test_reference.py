@@ -191,3 +191,12 @@ def test_merge_refuses_outputs_with_reference_columns_instead_of_dropping_them(a
         assert cli.main(["merge", str(out), "-o", str(tmp_path / f"all{suffix}")]) == 2
         assert "merging those is not supported yet" in capsys.readouterr().err
         assert not (tmp_path / f"all{suffix}").exists()
+
+
+def test_batch_with_ray_refuses_a_person_list_rather_than_drop_its_references(astronaut_bgr, tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "a.jpg"), astronaut_bgr)
+    (tmp_path / "people.csv").write_text("path,person,reference\na.jpg,anna,1\n")
+    assert cli.main(["batch", str(tmp_path / "people.csv"), "-o", str(tmp_path / "out"), "--ray"]) == 2
+    err = capsys.readouterr().err
+    assert "is a person list" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -126,7 +126,7 @@ def csv_to_parquet(src: str | os.PathLike, dst: str | os.PathLike, columns: Sequ
     pandas_metadata = pa.Schema.from_pandas(empty, preserve_index=False).metadata
     schema = pa.schema([(c, types[c]) for c in columns], metadata=pandas_metadata)
     reader = pacsv.open_csv(src, parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, null_values=[""],
                                                                  quoted_strings_can_be_null=False))
     with open(create_new(dst), "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
         for batch in reader:

@@ -10,6 +10,7 @@ from ..batch.inputs import parse_shard
 from ..batch.run import CHUNK_SIZE, EXIT_UNREADABLE, run_batch
 from ..batch.ray import RAY_CHUNK_SIZE
 from ..errors import BatchError
+from ..names import printable
 from .options import add_detector_arguments, detector_spec
 
 DESCRIPTION = ("Classify every face in many images (folders, globs, lists of paths) into a CSV, JSONL or "
@@ -96,6 +97,12 @@ def _run_ray(args: argparse.Namespace):
 
     if args.shard:
         raise BatchError("--shard and --ray: Ray spreads the job over the cluster itself; drop --shard")
+    from ..batch.people import is_person_list
+
+    lists = [spec for spec in args.inputs if is_person_list(spec)]
+    if lists:
+        raise BatchError(f"{printable(lists[0])} is a person list (path,person,reference): reading faces relative to "
+                         "people's references runs without --ray for now")
     if os.path.exists(args.ray) or not (args.ray in ("local", "auto") or ":" in args.ray):
         raise BatchError(f"--ray takes an ADDRESS (auto, HOST:PORT, ray://HOST:10001), not {args.ray!r}; "
                          "give --ray after the INPUTs, or as --ray=ADDRESS")
