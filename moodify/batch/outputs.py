@@ -125,9 +125,10 @@ def csv_to_parquet(src: str | os.PathLike, dst: str | os.PathLike, columns: Sequ
     empty = pd.DataFrame({c: pd.Series(dtype=dtype) for c, dtype in pandas_dtypes.items()})
     pandas_metadata = pa.Schema.from_pandas(empty, preserve_index=False).metadata
     schema = pa.schema([(c, types[c]) for c in columns], metadata=pandas_metadata)
-    reader = pacsv.open_csv(src, parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, null_values=[""],
-                                                                 quoted_strings_can_be_null=False))
+    # Only an empty cell is missing: a file may be called "NA" or "null" (pyarrow's default null strings).
+    convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, null_values=[""],
+                                   quoted_strings_can_be_null=False)
+    reader = pacsv.open_csv(src, parse_options=pacsv.ParseOptions(newlines_in_values=True), convert_options=convert)
     with open(create_new(dst), "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
         for batch in reader:
             writer.write_table(pa.Table.from_batches([batch]).select(list(columns)).cast(schema))
