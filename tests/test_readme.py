@@ -37,6 +37,12 @@ LINE_SKIPS = {
     "moodify merge 'part-*.csv'": "needs all 8 shards, made on 8 machines: one alone is refused as incomplete "
                                   "(tests/test_batch.py merges real shards and checks that refusal)",
     "moodify evaluate --photos ../shared/data/kdef/meta.csv": "tests/test_reference.py runs this KDEF line and checks its figure",
+    # The reference lines: tests/test_reference.py runs each of them through the same CLI (in-process, which
+    # saves the suite a cold start of torch per line) and checks what it prints or writes.
+    "moodify classify photo.jpg --reference": "tests/test_reference.py runs it on a real photo and checks both readings",
+    "moodify batch people.csv": "tests/test_reference.py runs a person list through moodify batch and checks its columns",
+    "moodify video talk.mp4 --csv t.csv --reference-seconds": "tests/test_reference.py runs --reference-seconds on a "
+                                                               "made video and checks the timeline",
 }
 NEEDS_DATA = "--data ../shared/data"  # run where FER2013 is present, reached as the README has it: ../shared/data
 
@@ -114,7 +120,6 @@ def reader(tmp_path_factory, astronaut_bgr, recognizer):
     (work / "faces").mkdir()
     cv2.imwrite(str(work / "photo.jpg"), astronaut_bgr)
     cv2.imwrite(str(work / "neutral.jpg"), cv2.flip(astronaut_bgr, 1))
-    (work / "people.csv").write_text("path,person,reference\nneutral.jpg,anna,1\nphoto.jpg,anna,0\n")
     cv2.imwrite(str(work / "group.png"), _two_faces(astronaut_bgr))
     for k, scale in enumerate((1.0, 0.6)):
         cv2.imwrite(str(work / "photos" / f"portrait-{k}.jpg"), cv2.resize(astronaut_bgr, None, fx=scale, fy=scale))
