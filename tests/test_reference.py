@@ -200,3 +200,19 @@ def test_batch_with_ray_refuses_a_person_list_rather_than_drop_its_references(as
     err = capsys.readouterr().err
     assert "is a person list" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("stored, message", [
+    ({"method": "logit", "weight": "0.3"}, "weight a number"),
+    ({"method": "logit", "weight": 5.0}, "from 0 to 2"),
+    ({"method": "median", "weight": 0.3}, "one of logit, prob"),
+    ({"method": "logit", "weight": 10 ** 400}, "too large"),
+    ([0.3], "must be {"),
+])
+def test_a_damaged_reference_setting_is_refused_on_load_naming_the_field(model, stored, message):
+    from moodify.pipeline.preprocess import Preprocessing
+
+    d = {**model.preprocessing.to_dict(), "reference": stored}
+    with pytest.raises(ValueError, match="preprocessing.reference") as info:
+        Preprocessing.from_dict(d)
+    assert message in str(info.value)

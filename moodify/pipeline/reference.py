@@ -62,8 +62,15 @@ class ReferenceSetting:
         if d is None:
             return None
         if not isinstance(d, dict) or set(d) - {"method", "weight"}:
-            raise ValueError(f"reference setting must be {{'method': ..., 'weight': ...}}, got {d!r}")
-        return cls(method=str(d.get("method", "logit")), weight=float(d.get("weight", 0.0)))
+            raise ValueError(f"must be {{'method': ..., 'weight': ...}}, got {repr(d)[:80]}")
+        method, weight = d.get("method", "logit"), d.get("weight", 0.0)
+        if not isinstance(method, str) or isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ValueError(f"method must be text and weight a number, got {repr(method)[:40]}, {repr(weight)[:40]}")
+        try:
+            weight = float(weight)
+        except OverflowError:
+            raise ValueError("weight is too large for a float") from None
+        return cls(method=method, weight=weight)
 
 
 @dataclass(frozen=True)
