@@ -103,7 +103,9 @@ def test_kdef_val_straight_photos_read_relative_to_each_persons_neutral_photo(tm
     assert "240 photos; 0 had no reference" in out and "40 reference photos not scored" in out
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["n"] == 240 and report["reference"]["with_reference"] == 240
-    assert report["accuracy"] >= 0.835
+    # 202 of 240 measured; the floor leaves 4 photos for another CPU's detector (YuNet's landmarks move a
+    # little with the SIMD it runs on) and still stands above the 195 read without a reference.
+    assert report["accuracy"] >= 198 / 240
 
 
 # ----------------------------------------------------------------- video and live
