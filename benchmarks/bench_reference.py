@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from moodify.labels import EMOTIONS  # noqa: E402
-from moodify.pipeline.reference import METHODS, NEUTRAL, ReferenceSetting, adjust  # noqa: E402
+from moodify.pipeline.reference import METHODS, NEUTRAL, ReferenceSetting, adjust, log_probabilities  # noqa: E402
 
 WEIGHTS = [round(0.1 * k, 1) for k in range(1, 11)]
 ANGLES = ("S", "HL", "HR")
@@ -89,7 +89,7 @@ def accuracy(items, setting: ReferenceSetting | None) -> float:
     for p, ref, label in items:
         if p is None:
             continue
-        q = p if (setting is None or ref is None) else adjust(p, np.log(np.clip(ref, 1e-6, 1)), setting)
+        q = p if (setting is None or ref is None) else adjust(p, log_probabilities(ref), setting)
         right += int(np.argmax(q)) == label
     return 100.0 * right / len(items) if items else 0.0
 
@@ -114,7 +114,7 @@ def auto_reference(photos, probs, setting: ReferenceSetting | None, *, orders: i
                 if setting is not None and seen:
                     q = adjust(p, np.median(np.stack(seen), axis=0), setting)
                 right += int(np.argmax(q)) == ph.label
-                seen.append(np.log(np.clip(p, 1e-6, 1)))
+                seen.append(log_probabilities(p))
     return 100.0 * right / total
 
 

@@ -24,7 +24,7 @@ from ..labels import EMOTIONS
 from .detect import LANDMARKS, Box, Detection, Detector, find_faces, make_detector
 from .images import decode_image
 from .preprocess import Preprocessing, crop_faces
-from .reference import AMBIGUOUS_FACE_AREA, Reference, ReferenceError, ReferenceSetting, adjust, reference_setting
+from .reference import AMBIGUOUS_FACE_AREA, Reference, ReferenceError, adjust, reference_setting
 
 if TYPE_CHECKING:
     from ..model.base import EmotionClassifier
@@ -121,7 +121,7 @@ class Recognizer:
         picture's own pixels, also for a large JPEG decoded at reduced scale.
         """
         detections, crops = self.find_and_crop(image)
-        return self.faces(detections, crops, self.predict(crops), reference=reference, setting=self._setting(reference))
+        return self.faces(detections, crops, self.predict(crops), reference=reference)
 
     def find_and_crop(self, image) -> tuple[list[Detection], np.ndarray]:
         """``detect_and_crop`` for any image input (a path, bytes, ...): a JPEG over the pixel limit
@@ -133,7 +133,7 @@ class Recognizer:
     def analyze_bgr(self, bgr: np.ndarray, *, reference: Reference | None = None) -> list[Face]:
         """Like ``analyze`` on an already-decoded BGR (or grayscale) uint8 image."""
         detections, crops = self.detect_and_crop(bgr)
-        return self.faces(detections, crops, self.predict(crops), reference=reference, setting=self._setting(reference))
+        return self.faces(detections, crops, self.predict(crops), reference=reference)
 
     def reference(self, images, *, names: list[str] | None = None) -> Reference:
         """One person's neutral face, from one or more photos or frames of them (their largest face each).
@@ -167,9 +167,6 @@ class Recognizer:
     def relative(self, probs: np.ndarray, reference: Reference) -> np.ndarray:
         """Probabilities (N, 7) read relative to ``reference``, as this model's stored setting says."""
         return adjust(probs, reference, reference_setting(self.model))
-
-    def _setting(self, reference: Reference | None) -> ReferenceSetting | None:
-        return None if reference is None else reference_setting(self.model)
 
     def analyze_gray(self, gray: np.ndarray, boxes: list[Box] | None = None) -> list[Face]:
         """Like ``analyze`` on a grayscale uint8 image; ``boxes`` skips detection (faces get no landmarks)."""
@@ -209,16 +206,15 @@ class Recognizer:
     def classify(self, gray: np.ndarray, detections: list[Detection], *, reference: Reference | None = None) -> list[Face]:
         """Crop and classify ``detections`` of ``gray`` in one batched ``predict``: one ``Face`` each."""
         crops = self.crops(gray, detections)
-        return self.faces(detections, crops, self.predict(crops), reference=reference, setting=self._setting(reference))
+        return self.faces(detections, crops, self.predict(crops), reference=reference)
 
-    @staticmethod
-    def faces(detections: list[Detection], crops: np.ndarray, probs: np.ndarray, *,
-              reference: Reference | None = None, setting: ReferenceSetting | None = None) -> list[Face]:
+    def faces(self, detections: list[Detection], crops: np.ndarray, probs: np.ndarray, *,
+              reference: Reference | None = None) -> list[Face]:
         """One ``Face`` per detection, from its crop and probabilities (relative to ``reference``, if given)."""
         if reference is None or not len(probs):
             return [Face(tuple(int(v) for v in d.box), dict(zip(EMOTIONS, map(float, p))), crop, d.landmarks)
                     for d, p, crop in zip(detections, probs, crops)]
-        adjusted = adjust(probs, reference, setting)
+        adjusted = self.relative(probs, reference)
         return [Face(tuple(int(v) for v in d.box), dict(zip(EMOTIONS, map(float, a))), crop, d.landmarks,
                      raw_probabilities=dict(zip(EMOTIONS, map(float, p))), relative_to_reference=True)
                 for d, p, a, crop in zip(detections, probs, adjusted, crops)]

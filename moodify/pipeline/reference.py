@@ -30,6 +30,11 @@ _EPS = 1e-6  # probabilities are floored here before a log, so a 0 from a float3
 AMBIGUOUS_FACE_AREA = 0.5
 
 
+def log_probabilities(probs) -> np.ndarray:
+    """``log p`` with ``p`` floored at a tiny value, so a 0 from a float32 softmax stays finite."""
+    return np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0))
+
+
 class ReferenceError(MoodifyError):
     """A reference that cannot be built: no face, or faces of several people, in a reference photo."""
 
@@ -89,7 +94,7 @@ class Reference:
             raise ReferenceError(f"a reference needs at least one face's {len(EMOTIONS)} probabilities, got {probs.shape}")
         if not np.all(np.isfinite(probs)):
             raise ReferenceError("a reference face's probabilities are not finite")
-        logp = np.log(np.clip(probs, _EPS, 1.0)).mean(axis=0)
+        logp = log_probabilities(probs).mean(axis=0)
         return cls(logp, count=probs.shape[0], sources=tuple(sources))
 
     @property
@@ -115,7 +120,7 @@ def adjust(probs, reference: Reference | np.ndarray, setting: ReferenceSetting) 
         out = np.clip(p - w * r, 0.0, None) + _EPS
         out /= out.sum(axis=1, keepdims=True)
     else:
-        z = np.log(np.clip(p, _EPS, 1.0)) - w * ref
+        z = log_probabilities(p) - w * ref
         z -= z.max(axis=1, keepdims=True)
         out = np.exp(z)
         out /= out.sum(axis=1, keepdims=True)

@@ -190,7 +190,7 @@ class FrameAnalyzer:
 
     def _reference(self, key: int, probs: np.ndarray):
         """The person's reference: their calibration, else (``auto_reference``) their earlier frames' median."""
-        from ..pipeline.reference import Reference
+        from ..pipeline.reference import Reference, log_probabilities
 
         if key in self.references:
             return self.references[key]
@@ -198,7 +198,7 @@ class FrameAnalyzer:
             return None
         history = self._history.setdefault(key, deque(maxlen=AUTO_REFERENCE_FRAMES))
         reference = Reference(np.median(np.stack(history), axis=0), count=len(history)) if history else None
-        history.append(np.log(np.clip(probs, 1e-6, 1.0)))
+        history.append(log_probabilities(probs))
         return reference
 
     def _remember_landmarks(self, tracks, found) -> None:
