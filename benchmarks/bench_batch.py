@@ -79,15 +79,20 @@ def classify_only(model, n: int = 2048) -> float:
     return n / (time.perf_counter() - t)
 
 
+def write_listing(listing: Path, crops: Path, n_inputs: int, real_every: int) -> Path:
+    """A batch input list of n_inputs paths: every real_every-th a real crop, the others missing files."""
+    real = sorted(crops.glob("*.png"))
+    with open(listing, "w") as fh:
+        for i in range(n_inputs):
+            fh.write(f"{real[i % len(real)]}\n" if i % real_every == 0 else f"missing/{i:07d}.png\n")
+    return listing
+
+
 def memory_run(tmp: Path, crops: Path, n_inputs: int, real_every: int, backend: str) -> list[tuple[int, float]]:
     """Run the CLI over a list of n_inputs paths; sample (inputs done, RSS MiB) as it goes."""
     import json
 
-    real = sorted(crops.glob("*.png"))
-    listing = tmp / "inputs.txt"
-    with open(listing, "w") as fh:
-        for i in range(n_inputs):
-            fh.write(f"{real[i % len(real)]}\n" if i % real_every == 0 else f"missing/{i:07d}.png\n")
+    listing = write_listing(tmp / "inputs.txt", crops, n_inputs, real_every)
     out = tmp / "memory.csv"
     progress = Path(str(out) + ".progress")
     cmd = [sys.executable, "-m", "moodify", "batch", str(listing), "-o", str(out), "--pre-cropped", "--overwrite",

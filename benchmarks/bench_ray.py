@@ -31,7 +31,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "benchmarks"))
 
-from bench_batch import make_crops, make_photos  # noqa: E402  (the same self-made inputs as bench_batch)
+from bench_batch import make_crops, make_photos, write_listing  # noqa: E402  (the same self-made inputs as bench_batch)
 
 
 def throughput(photos: Path, tmp: Path, workers: int, rounds: int) -> dict[str, list[tuple[float, float, int]]]:
@@ -78,11 +78,7 @@ def memory_run(tmp: Path, crops: Path, n_inputs: int, real_every: int, workers: 
     """The CLI over a list of n_inputs paths; (inputs done, tree PSS, tree RSS, processes) at each mark."""
     import pyarrow.parquet as pq
 
-    real = sorted(crops.glob("*.png"))
-    listing = tmp / "inputs.txt"
-    with open(listing, "w") as fh:
-        for i in range(n_inputs):
-            fh.write(f"{real[i % len(real)]}\n" if i % real_every == 0 else f"missing/{i:07d}.png\n")
+    listing = write_listing(tmp / "inputs.txt", crops, n_inputs, real_every)
     out = tmp / "memory-out"
     chunk = max(1, n_inputs // 40)
     cmd = [sys.executable, "-m", "moodify", "batch", str(listing), "-o", str(out), "--ray", "--pre-cropped",
