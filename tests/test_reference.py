@@ -89,23 +89,31 @@ def test_classify_with_a_reference_shows_both_readings(astronaut_jpg, tmp_path, 
     assert "no face found" in err and len(err.strip().splitlines()) == 1
 
 
+# (angles, photos scored, reference photos, right as measured, floor, right without a reference)
+KDEF_VAL = [("S", 240, 40, 202, 198, 195), ("HL,HR", 480, 80, 325, 319, 306)]
+
+
 @pytest.mark.data
 @pytest.mark.slow
-def test_kdef_val_straight_photos_read_relative_to_each_persons_neutral_photo(tmp_path, capsys):
+@pytest.mark.parametrize("angles, n, refs, measured, floor, without", KDEF_VAL, ids=["straight", "half-profiles"])
+def test_kdef_val_photos_read_relative_to_each_persons_neutral_photo(tmp_path, capsys, angles, n, refs, measured,
+                                                                      floor, without):
     if not (KDEF / "meta.csv").exists():
         pytest.skip(f"KDEF not found at {KDEF} (set MOODIFY_DATA to the folder holding kdef/)")
     # The command of the model card; the setting was chosen on KDEF's train subjects
-    # (benchmarks/bench_reference.py). Measured 84.17% (81.25% without a reference: 195 of 240).
-    status = cli.main(["evaluate", "--photos", str(KDEF / "meta.csv"), "--where", "split=val", "--where", "angle=S",
-                       "--person", "subject,session", "--reference-where", "label=neutral", "--out", str(tmp_path)])
+    # (benchmarks/bench_reference.py). Measured 84.17% straight and 67.71% for half profiles (81.25%
+    # and 63.75% without a reference); the targets, 85% and 68%, are missed by 2 photos each.
+    status = cli.main(["evaluate", "--photos", str(KDEF / "meta.csv"), "--where", "split=val", "--where",
+                       f"angle={angles}", "--person", "subject,session", "--reference-where", "label=neutral",
+                       "--out", str(tmp_path)])
     assert status == 0
     out = capsys.readouterr().out
-    assert "240 photos; 0 had no reference" in out and "40 reference photos not scored" in out
+    assert f"{n} photos; 0 had no reference" in out and f"{refs} reference photos not scored" in out
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["n"] == 240 and report["reference"]["with_reference"] == 240
-    # 202 of 240 measured; the floor leaves 4 photos for another CPU's detector (YuNet's landmarks move a
-    # little with the SIMD it runs on) and still stands above the 195 read without a reference.
-    assert report["accuracy"] >= 198 / 240
+    assert report["n"] == n and report["reference"]["with_reference"] == n
+    # The floor leaves 4 to 6 photos for another CPU's detector (YuNet's landmarks move a little with
+    # the SIMD it runs on) and still stands above the figure read without a reference.
+    assert floor > without and report["accuracy"] * n >= floor, (report["accuracy"] * n, measured)
 
 
 # ----------------------------------------------------------------- video and live
