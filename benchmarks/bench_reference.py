@@ -66,7 +66,7 @@ def analyse(photos, model: str, cache: Path | None) -> dict[str, np.ndarray | No
     if cache is not None and cache.exists():
         data = np.load(cache, allow_pickle=False)
         known = {n: (None if np.isnan(p).any() else p) for n, p in zip(data["names"], data["probs"])}
-        if all(ph.name in known for ph in photos):
+        if data["probs"].ndim == 3 and all(ph.name in known for ph in photos):  # (photos, 2 views, 7)
             return known
     recognizer, out = moodify.Recognizer(model=model), {}
     for ph in tqdm(photos, unit="photo", leave=False):
