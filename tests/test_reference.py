@@ -162,6 +162,25 @@ def test_live_c_calibrates_and_auto_reference_reads_from_earlier_frames(astronau
     assert not first.relative_to_reference and second.relative_to_reference
 
 
+def test_live_c_with_a_model_that_has_no_reference_setting_says_so_and_keeps_running(astronaut_bgr):
+    import dataclasses
+    import io
+
+    import moodify
+    from moodify.video import FrameAnalyzer, VideoFrame
+    from moodify.video.live import KEY_CALIBRATE, LiveSession
+
+    unmeasured = moodify.load_model()  # its own copy: the session's shared model is left as it is
+    unmeasured.preprocessing = dataclasses.replace(unmeasured.preprocessing, reference=None)
+    out = io.StringIO()
+    session = LiveSession(FrameAnalyzer(moodify.Recognizer(unmeasured)), fps_hint=10, stream=out)
+    assert session.handle_key(next(iter(KEY_CALIBRATE))) is False
+    assert "cannot calibrate: " in out.getvalue() and "no measured reference setting" in out.getvalue()
+    for i in range(12):  # past the 1 s a calibration would take: the session reads on, raw
+        session.step(VideoFrame(i, i / 10, astronaut_bgr.copy()))  # step draws on the frame it is given
+    assert session.frames == 12 and not session.analyzer.calibrating and not session.analyzer.references
+
+
 # ----------------------------------------------------------------- batch
 
 

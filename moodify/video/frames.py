@@ -120,8 +120,11 @@ class FrameAnalyzer:
         """Take every person seen between ``start`` and ``end`` (seconds of the video; default: from
         the next frame for ``seconds``) as holding a neutral face: their frames there become their
         reference, used from the end of the span while their track lives."""
+        from ..pipeline.reference import reference_setting
+
         if start is not None and end is not None and not (0 <= start < end):
             raise ValueError(f"a reference span needs 0 <= start < end, got {start}-{end}")
+        reference_setting(self.recognizer.model)  # a model with no measured setting is refused before any frame
         self._calibration = {"start": start, "end": end, "seconds": seconds, "frames": {}}
 
     @property
@@ -145,25 +148,21 @@ class FrameAnalyzer:
         h, w = gray.shape
         # A carried box whose centre has left the picture is not a face on this frame any more.
         tracks = [t for t in tracks if 0 <= t.box[0] + t.box[2] / 2 < w and 0 <= t.box[1] + t.box[3] / 2 < h]
+        detections = [Detection(t.int_box, landmarks=self._carried_landmarks(t)) for t in tracks]
+        crops = self.pipeline.crops(gray, detections)
+        probs = self.pipeline.predict(crops)  # all faces of the frame in one pass (none: an empty batch)
+        self._collect(tracks, probs, float(time_s))
         faces: list[TrackedFace] = []
-        if tracks:
-            detections = [Detection(t.int_box, landmarks=self._carried_landmarks(t)) for t in tracks]
-            crops = self.pipeline.crops(gray, detections)
-            probs = self.pipeline.predict(crops)  # all faces of the frame in one pass
-            self._collect(tracks, probs, float(time_s))
-            for t, d, p, crop in zip(tracks, detections, probs, crops):
-                reference = self._reference(t.id, p)
-                read = p if reference is None else self.pipeline.relative(p[None], reference)[0]
-                smoothed = self.smoother.update(t.id, read)
-                faces.append(TrackedFace(d.box, dict(zip(EMOTIONS, map(float, smoothed))), crop, d.landmarks,
-                                         relative_to_reference=reference is not None,
-                                         track_id=t.id, raw_probabilities=dict(zip(EMOTIONS, map(float, p)))))
-        else:
-            self._collect([], np.zeros((0, len(EMOTIONS))), float(time_s))
+        for t, d, p, crop in zip(tracks, detections, probs, crops):
+            reference = self._reference(t.id, p)
+            read = p if reference is None else self.pipeline.relative(p[None], reference)[0]
+            smoothed = self.smoother.update(t.id, read)
+            faces.append(TrackedFace(d.box, dict(zip(EMOTIONS, map(float, smoothed))), crop, d.landmarks,
+                                     relative_to_reference=reference is not None,
+                                     track_id=t.id, raw_probabilities=dict(zip(EMOTIONS, map(float, p)))))
         result = FrameResult(self.frames, float(time_s), faces, detect)
         self.frames += 1
         return result
-
 
     def _collect(self, tracks, probs: np.ndarray, time_s: float) -> None:
         """Add this frame's readings to a calibration in progress; at its end, make the references."""

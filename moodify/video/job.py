@@ -50,10 +50,7 @@ class VideoAnalysis:
         # The people in view during reference_span (seconds) hold a neutral face: their reference.
         self.reference_span = reference_span
         self.calibrated: set[int] = set()  # track ids that got a reference from the span
-        if reference_span is not None:
-            from ..pipeline.reference import reference_setting
-
-            reference_setting(recognizer.model)
+        if reference_span is not None:  # refused here for a model with no measured reference setting
             self.analyzer.calibrate(start=reference_span[0], end=reference_span[1])
         self.reader = VideoReader(source)
         try:

@@ -216,8 +216,14 @@ class LiveSession:
         elif key in KEY_PAUSE:
             self.paused = not self.paused
         elif key in KEY_CALIBRATE:
-            self.analyzer.calibrate()
-            self._say("calibrating: hold a neutral face for a second")
+            from ..pipeline.reference import ReferenceError
+
+            try:
+                self.analyzer.calibrate()
+            except ReferenceError as exc:  # a model with no measured setting: said, and the session goes on
+                self._say(f"cannot calibrate: {exc}")
+            else:
+                self._say("calibrating: hold a neutral face for a second")
         return False
 
     def start_recording(self, path: str | Path) -> None:
