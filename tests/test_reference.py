@@ -231,6 +231,24 @@ def test_batch_with_ray_refuses_a_person_list_rather_than_drop_its_references(as
     assert not (tmp_path / "out").exists()
 
 
+def test_evaluate_with_references_refuses_a_model_with_no_measured_setting_in_one_line(astronaut_bgr, tmp_path,
+                                                                                       capsys):
+    import shutil
+
+    from moodify.model.registry import resolve_model_path, rewrite_checkpoint
+
+    unmeasured = tmp_path / "unmeasured.pt"  # a model trained here, its reference setting never recorded
+    shutil.copy(resolve_model_path("default")[0], unmeasured)
+    rewrite_checkpoint(unmeasured, lambda ckpt: ckpt["preprocessing"].pop("reference"))
+    for name in ("a.jpg", "n.jpg"):
+        cv2.imwrite(str(tmp_path / name), astronaut_bgr)
+    (tmp_path / "meta.csv").write_text("path,label,subject\na.jpg,happy,anna\nn.jpg,neutral,anna\n")
+    status = cli.main(["evaluate", "--model", str(unmeasured), "--photos", str(tmp_path / "meta.csv"),
+                       "--person", "subject", "--reference-where", "label=neutral"])
+    err = capsys.readouterr().err
+    assert status != 0 and "no measured reference setting" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("stored, message", [
     ({"method": "logit", "weight": "0.3"}, "weight a number"),
     ({"method": "logit", "weight": 5.0}, "from 0 to 2"),

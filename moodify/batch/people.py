@@ -116,10 +116,10 @@ class People:
 
 def unusable_report(people: People) -> str | None:
     """A few lines for stderr naming the people read without a reference, or None."""
+    from ..names import printable
+
     if not people.unusable:
         return None
     lines = [f"moodify batch: {len(people.unusable)} person(s) had no usable reference; their photos are read as they are:"]
-    from ..names import printable
-
     lines += [f"  {printable(person) or '(no person)'}: {printable(why)}" for person, why in list(people.unusable.items())[:20]]
     return "\n".join(lines)

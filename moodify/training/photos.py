@@ -144,10 +144,11 @@ def load_references(recognizer, source: str | os.PathLike, photos: Sequence[Labe
     ``angle``, where the CSV has that column). Several reference photos of one person are averaged.
     """
     from ..pipeline.images import ImageError
-    from ..pipeline.reference import ReferenceError
+    from ..pipeline.reference import ReferenceError, reference_setting
 
     if Path(source).is_dir():
         raise DataError("--person and --reference-where read columns of a CSV; a folder per class has none")
+    reference_setting(recognizer.model)  # a model with no measured setting: one error, not every person unusable
     candidates = load_photos(source, where=where)
     missing = [c for c in person if c not in candidates[0].meta]
     if missing:
