@@ -162,6 +162,27 @@ def test_live_c_calibrates_and_auto_reference_reads_from_earlier_frames(astronau
     assert not first.relative_to_reference and second.relative_to_reference
 
 
+def test_a_calibrated_person_keeps_their_reference_while_tracked_and_loses_it_when_the_track_ends(
+        astronaut_bgr, recognizer):
+    from moodify.video import FrameAnalyzer
+    from moodify.video.tracking import MAX_MISSED
+    from test_video import canvas, moving_face_frames
+
+    face_frames = moving_face_frames(astronaut_bgr, n=16, step=4)
+    analyzer = FrameAnalyzer(recognizer)
+    analyzer.calibrate(seconds=0.5)
+    at = iter(i / 10 for i in range(100))  # 10 frames/s
+    tracked = [analyzer.process(bgr, time_s=next(at)).faces[0] for bgr in face_frames[:12]]
+    assert [f.relative_to_reference for f in tracked] == [False] * 5 + [True] * 7  # from 0.5 s on
+    assert {f.track_id for f in tracked} == {1}
+    for _ in range(MAX_MISSED + 2):  # the person walks out of view: their track ends
+        assert analyzer.process(canvas(), time_s=next(at)).faces == []
+    assert analyzer.references == {}
+    back = [analyzer.process(bgr, time_s=next(at)).faces[0] for bgr in face_frames[12:]]
+    # Whoever walks in now is a new track, read as they are until calibrated again.
+    assert all(f.track_id != 1 and not f.relative_to_reference for f in back)
+
+
 def test_live_c_with_a_model_that_has_no_reference_setting_says_so_and_keeps_running(astronaut_bgr):
     import dataclasses
     import io
