@@ -30,6 +30,14 @@ val is read once more, and reported whatever it gives; there is no round 3 on va
 
     python benchmarks/bench_reference.py --where split=train --mirror     # round 2
 
+A diagnosis, not a round (nothing is chosen from it, and val is not read): ``--prior`` splits a
+reference's gain in two. ``log p - w log r`` also removes ``w`` of FER2013 Training's class
+frequencies from the face's reading (the reference's probabilities carry that prior too), so the
+rows compare the reference with that share of the prior removed without one, and with more of it
+removed on top of the reference (``1 - w``: all of it).
+
+    python benchmarks/bench_reference.py --where split=train --prior
+
 Each photo is analysed once by the shipped pipeline (the largest face); ``--cache FILE`` keeps
 those probabilities between runs.
 """
@@ -141,6 +149,41 @@ def auto_reference(photos, probs, setting: ReferenceSetting | None, *, orders: i
     return 100.0 * right / total
 
 
+def training_prior(data: Path) -> np.ndarray:
+    """FER2013 Training's class frequencies (7,), the prior every shipped model's probabilities carry."""
+    from moodify.training.data import load_dataset
+
+    counts = np.bincount(load_dataset(data)["Training"].labels, minlength=len(EMOTIONS))
+    return counts / counts.sum()
+
+
+def prior_rows(photos, by_angle, probs, setting: ReferenceSetting, prior: np.ndarray) -> None:
+    """Print the ``--prior`` diagnosis: (pooled, S, HL+HR, guard, photos read neutral) per reading."""
+    def read(items, ref_setting, share):
+        right = neutral = 0
+        for p, ref, label in items:
+            if p is None:
+                continue
+            q = p if (ref_setting is None or ref is None) else adjust(p, ref, ref_setting)
+            k = int(np.argmax(log_probabilities(q) - share * np.log(prior)))
+            right, neutral = right + (k == label), neutral + (k == NEUTRAL)
+        return 100.0 * right / len(items), neutral
+
+    w = setting.weight
+    rows = [("no reference", None, 0.0), (f"prior x {w}, no reference", None, w), (f"reference ({w})", setting, 0.0)]
+    rows += [(f"reference + prior x {t}", setting, t) for t in sorted({0.25, 0.5, round(1 - w, 2)})]
+    scored, guard, _ = pairs(photos, probs)
+    parts = [pairs(by_angle[name], probs)[0] for name in ("S", "HL+HR")]
+    print("where the gain comes from (FER2013 Training's prior: "
+          + " ".join(f"{e} {v:.3f}" for e, v in zip(EMOTIONS, prior)) + ")")
+    print(f"{'reading':<26} {'pooled':>7} {'S':>7} {'HL+HR':>7} {'NE (guard)':>10} {'read neutral':>12}")
+    for name, ref_setting, share in rows:
+        pooled, neutral = read(scored, ref_setting, share)
+        s, hl = (read(x, ref_setting, share)[0] for x in parts)
+        ne = read(guard, ref_setting, share)[0]
+        print(f"{name:<26} {pooled:>7.2f} {s:>7.2f} {hl:>7.2f} {ne:>10.2f} {neutral:>12}")
+
+
 def measure(photos, by_angle, probs, setting, mirror: bool) -> tuple[float, float, float, float]:
     """(pooled, S, HL+HR, NE guard) accuracy with ``setting`` (None: no reference)."""
     scored, guard, _ = pairs(photos, probs, mirror=mirror)
@@ -176,6 +219,7 @@ def main() -> None:
     p.add_argument("--model", default="default")
     p.add_argument("--cache", type=Path, default=None, help="an .npz file keeping each photo's probabilities")
     p.add_argument("--mirror", action="store_true", help="round 2: also a reference read with its mirror image")
+    p.add_argument("--prior", action="store_true", help="a diagnosis: how much of the gain is FER2013's class prior")
     args = p.parse_args()
     photos = load_photos(args.photos, where=[*args.where, "angle=" + ",".join(ANGLES)])
     probs = analyse(photos, args.model, args.cache)
@@ -203,6 +247,12 @@ def main() -> None:
         gain = row2[0] - now[0]
         print(f"pick: mirrored {pick2.method} {pick2.weight}: pooled {row2[0]:.2f} against {now[0]:.2f} "
               f"({gain:+.2f} points): {'ship' if gain >= GAIN_TO_REPLACE else 'keep the shipped setting'}")
+
+    if args.prior:
+        import moodify
+
+        shipped = moodify.load_model(args.model).preprocessing.reference
+        prior_rows(photos, by_angle, probs, shipped, training_prior(data))
 
     plain = auto_reference(photos, probs, None)
     auto = auto_reference(photos, probs, pick)
