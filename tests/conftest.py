@@ -13,6 +13,20 @@ PROJECT = Path(__file__).resolve().parent.parent
 DATA_ROOT = Path(os.environ.get("MOODIFY_DATA", PROJECT.parent / "shared" / "data"))
 FER2013_CSV = DATA_ROOT / "fer2013" / "fer2013.csv.gz"
 
+# pytest-xdist's workers share the machine: each gets its share of the cores for torch's and OpenCV's
+# thread pools, which otherwise size themselves to the whole machine. Unpinned, two workers on two
+# cores ran four busy threads, and two KDEF photo tests side by side took 62 s each instead of 25.
+# The environment carries the share into the processes tests start (the CLI, the web app, Ray).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
+        os.environ.setdefault(_var, str(max(1, _CORES // _WORKERS)))
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    cv2.setNumThreads(int(os.environ["OPENCV_FOR_THREADS_NUM"]))
+
 
 @pytest.fixture(scope="session")
 def astronaut_bgr() -> np.ndarray:

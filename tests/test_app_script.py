@@ -20,6 +20,7 @@ def app():
 
     testing = pytest.importorskip("streamlit.testing.v1", reason="Streamlit's AppTest runs the app script")
     threads = torch.get_num_threads()  # the app sets them for its process, which is this one here
+    torch.set_num_threads(2)  # as a fresh process on two cores starts (the test workers run on one each)
     at = testing.AppTest.from_file(str(PROJECT / "app.py"), default_timeout=APP_TIMEOUT_S)
     try:
         at.run()
