@@ -232,6 +232,26 @@ def test_batch_reads_a_person_list_relative_to_each_persons_reference(astronaut_
     assert pd.read_csv(plain)["happy"][0] == pytest.approx(anna["raw_happy"], abs=1e-6)
 
 
+def test_a_photo_listed_for_two_people_is_refused_in_one_line_naming_both(astronaut_bgr, tmp_path, capsys):
+    """A path keys its person: a photo listed for two people would be written as the last one's, relative
+    to their reference, on every one of its rows."""
+    cv2.imwrite(str(tmp_path / "group.jpg"), astronaut_bgr)
+    cv2.imwrite(str(tmp_path / "anna.jpg"), astronaut_bgr)
+    (tmp_path / "people.csv").write_text("path,person,reference\nanna.jpg,anna,1\ngroup.jpg,anna,0\n"
+                                         "group.jpg,anna,0\ngroup.jpg,ben,0\n")
+    (tmp_path / "more.csv").write_text("path,person,reference\nanna.jpg,cleo,1\n")
+    out = tmp_path / "out.csv"
+    assert cli.main(["batch", str(tmp_path / "people.csv"), "-o", str(out), "--workers", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "line 5: group.jpg is listed for 'ben' and, on line 3, for 'anna'" in err[0], err
+    (tmp_path / "people.csv").write_text("path,person,reference\nanna.jpg,anna,1\ngroup.jpg,anna,0\n")
+    assert cli.main(["batch", str(tmp_path / "people.csv"), str(tmp_path / "more.csv"), "-o", str(out),
+                     "--workers", "1", "--quiet"]) == 2  # the same across two lists
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is listed for 'cleo' here and for 'anna' in another list" in err[0], err
+    assert not out.exists()
+
+
 def test_merge_refuses_outputs_with_reference_columns_instead_of_dropping_them(astronaut_bgr, tmp_path, capsys):
     cv2.imwrite(str(tmp_path / "a.jpg"), astronaut_bgr)
     (tmp_path / "people.csv").write_text("path,person,reference\na.jpg,anna,1\n")

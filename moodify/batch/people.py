@@ -7,6 +7,7 @@ writes every input as usual, with each face's probabilities relative to that per
 and four more kinds of column: ``person``, ``reference`` (1: the row is one of the person's reference
 photos), ``relative_to_reference`` (1: the probabilities are relative) and ``raw_<emotion>``, the
 model's own reading. A person with no usable reference is written as read, and named on stderr.
+A photo shows one person: a path listed for two people is refused, naming both rows.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def is_person_list(spec: str) -> bool:
 
 def read_person_list(spec: str) -> list[tuple[str, str, bool]]:
     """``(path as opened, person, is a reference)`` per row of a person list, in file order."""
-    rows = []
+    rows, seen = [], {}  # path -> (person, line) of its first row
     base = os.path.dirname(spec)
     with open(spec, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.DictReader(fh)
@@ -51,7 +52,12 @@ def read_person_list(spec: str) -> list[tuple[str, str, bool]]:
             if flag not in ("", "0", "1", "yes", "no", "true", "false"):
                 raise BatchError(f"{spec}, line {line}: reference must be 1 or 0 (or empty), got {flag!r}")
             full = os.path.join(base, path) if base and not os.path.isabs(path) else path
-            rows.append((full, (row.get("person") or "").strip(), flag in ("1", "yes", "true")))
+            person = (row.get("person") or "").strip()
+            first, first_line = seen.setdefault(full, (person, line))
+            if first != person:
+                raise BatchError(f"{spec}, line {line}: {path} is listed for {person!r} and, on line {first_line}, "
+                                 f"for {first!r}; each photo of a person list shows one person")
+            rows.append((full, person, flag in ("1", "yes", "true")))
     return rows
 
 
@@ -74,7 +80,9 @@ class People:
         people = cls()
         for spec in lists:
             for path, person, is_reference in read_person_list(spec):
-                people.person_of[path] = person
+                if people.person_of.setdefault(path, person) != person:
+                    raise BatchError(f"{spec}: {path} is listed for {person!r} here and for "
+                                     f"{people.person_of[path]!r} in another list; each photo shows one person")
                 if is_reference:
                     people.reference_paths.add(path)
         return people
