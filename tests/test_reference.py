@@ -290,6 +290,22 @@ def test_evaluate_with_references_refuses_a_model_with_no_measured_setting_in_on
     assert status != 0 and "no measured reference setting" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("reference_where, message", [
+    ("nosuch=1", "--reference-where names no column nosuch"),
+    ("label=surprised", "no labelled photos match the --reference-where conditions"),
+    ("label", "--reference-where takes COLUMN=VALUE"),
+])
+def test_evaluate_names_reference_where_when_its_clause_is_wrong(astronaut_bgr, tmp_path, capsys, reference_where,
+                                                                   message):
+    """The same checks as --where's, in one line that names the option the user got wrong."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), astronaut_bgr)
+    (tmp_path / "meta.csv").write_text("path,label,subject\na.jpg,happy,anna\na.jpg,neutral,anna\n")
+    status = cli.main(["evaluate", "--photos", str(tmp_path / "meta.csv"), "--person", "subject",
+                       "--reference-where", reference_where])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0 and len(err) == 1 and message in err[0], err
+
+
 @pytest.mark.parametrize("stored, message", [
     ({"method": "logit", "weight": "0.3"}, "weight a number"),
     ({"method": "logit", "weight": 5.0}, "from 0 to 2"),

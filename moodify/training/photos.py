@@ -41,35 +41,36 @@ def _label(text: str) -> int:
     return index
 
 
-def parse_where(clauses: Sequence[str] | None) -> dict[str, set[str]]:
-    """``["split=val", "angle=HL,HR"]`` -> ``{"split": {"val"}, "angle": {"HL", "HR"}}``."""
+def parse_where(clauses: Sequence[str] | None, *, option: str = "--where") -> dict[str, set[str]]:
+    """``["split=val", "angle=HL,HR"]`` -> ``{"split": {"val"}, "angle": {"HL", "HR"}}``; errors name ``option``."""
     where: dict[str, set[str]] = {}
     for clause in clauses or ():
         column, sep, values = clause.partition("=")
         if not sep or not column.strip():
-            raise DataError(f"--where takes COLUMN=VALUE[,VALUE...], got {clause!r}")
+            raise DataError(f"{option} takes COLUMN=VALUE[,VALUE...], got {clause!r}")
         where.setdefault(column.strip(), set()).update(v.strip() for v in values.split(","))
     return where
 
 
-def load_photos(source: str | os.PathLike, *, where: Sequence[str] | dict | None = None) -> list[LabelledPhoto]:
-    """The labelled photos of a CSV or a folder per class, filtered by ``where``."""
+def load_photos(source: str | os.PathLike, *, where: Sequence[str] | dict | None = None,
+                option: str = "--where") -> list[LabelledPhoto]:
+    """The labelled photos of a CSV or a folder per class, filtered by ``where`` (the command's ``option``)."""
     source = Path(source)
-    conditions = where if isinstance(where, dict) else parse_where(where)
+    conditions = where if isinstance(where, dict) else parse_where(where, option=option)
     if source.is_dir():
         if conditions:
-            raise DataError("--where selects rows of a CSV; a folder per class has no columns")
+            raise DataError(f"{option} selects rows of a CSV; a folder per class has no columns")
         photos = _folder_photos(source)
     elif source.is_file():
-        photos = _csv_photos(source, conditions)
+        photos = _csv_photos(source, conditions, option)
     else:
         raise DataError(f"no such labelled-photo CSV or folder: {source}")
     if not photos:
-        raise DataError(f"{source}: no labelled photos" + (" match the --where conditions" if conditions else ""))
+        raise DataError(f"{source}: no labelled photos" + (f" match the {option} conditions" if conditions else ""))
     return photos
 
 
-def _csv_photos(path: Path, where: dict[str, set[str]]) -> list[LabelledPhoto]:
+def _csv_photos(path: Path, where: dict[str, set[str]], option: str = "--where") -> list[LabelledPhoto]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(bounded_lines(fh, path))
         columns = reader.fieldnames or []
@@ -79,7 +80,7 @@ def _csv_photos(path: Path, where: dict[str, set[str]]) -> list[LabelledPhoto]:
                             f"(missing {', '.join(sorted(missing))}; found {', '.join(columns) or 'none'})")
         unknown = set(where) - set(columns)
         if unknown:
-            raise DataError(f"{path}: --where names no column {', '.join(sorted(unknown))} "
+            raise DataError(f"{path}: {option} names no column {', '.join(sorted(unknown))} "
                             f"(columns: {', '.join(columns)})")
         photos = []
         for line, row in enumerate(reader, start=2):
@@ -149,7 +150,7 @@ def load_references(recognizer, source: str | os.PathLike, photos: Sequence[Labe
     if Path(source).is_dir():
         raise DataError("--person and --reference-where read columns of a CSV; a folder per class has none")
     reference_setting(recognizer.model)  # a model with no measured setting: one error, not every person unusable
-    candidates = load_photos(source, where=where)
+    candidates = load_photos(source, where=where, option="--reference-where")
     missing = [c for c in person if c not in candidates[0].meta]
     if missing:
         raise DataError(f"{source}: --person names no column {', '.join(missing)} "
