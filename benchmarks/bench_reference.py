@@ -114,15 +114,19 @@ def pairs(photos, probs, *, mirror: bool = False):
     return scored, guard, missing
 
 
-def accuracy(items, setting: ReferenceSetting | None) -> float:
-    """Share right; a photo without a face is wrong; one without a reference is read as it is."""
-    right = 0
+def readings(items, setting: ReferenceSetting | None, shift=0.0) -> list[tuple[int | None, int]]:
+    """(class read or None for no face, label) per item; one without a reference is read as it is.
+    ``shift`` is subtracted from the log-probabilities first (``--prior``)."""
+    out = []
     for p, ref, label in items:
-        if p is None:
-            continue
-        q = p if (setting is None or ref is None) else adjust(p, ref, setting)
-        right += int(np.argmax(q)) == label
-    return 100.0 * right / len(items) if items else 0.0
+        q = p if (p is None or setting is None or ref is None) else adjust(p, ref, setting)
+        out.append((None if q is None else int(np.argmax(log_probabilities(q) - shift)), label))
+    return out
+
+
+def accuracy(items, setting: ReferenceSetting | None, shift=0.0) -> float:
+    """Share right; a photo without a face is wrong."""
+    return 100.0 * sum(k == label for k, label in readings(items, setting, shift)) / len(items) if items else 0.0
 
 
 def auto_reference(photos, probs, setting: ReferenceSetting | None, *, orders: int = 5) -> float:
@@ -159,16 +163,6 @@ def training_prior(data: Path) -> np.ndarray:
 
 def prior_rows(photos, by_angle, probs, setting: ReferenceSetting, prior: np.ndarray) -> None:
     """Print the ``--prior`` diagnosis: (pooled, S, HL+HR, guard, photos read neutral) per reading."""
-    def read(items, ref_setting, share):
-        right = neutral = 0
-        for p, ref, label in items:
-            if p is None:
-                continue
-            q = p if (ref_setting is None or ref is None) else adjust(p, ref, ref_setting)
-            k = int(np.argmax(log_probabilities(q) - share * np.log(prior)))
-            right, neutral = right + (k == label), neutral + (k == NEUTRAL)
-        return 100.0 * right / len(items), neutral
-
     w = setting.weight
     rows = [("no reference", None, 0.0), (f"prior x {w}, no reference", None, w), (f"reference ({w})", setting, 0.0)]
     rows += [(f"reference + prior x {t}", setting, t) for t in sorted({0.25, 0.5, round(1 - w, 2)})]
@@ -178,9 +172,9 @@ def prior_rows(photos, by_angle, probs, setting: ReferenceSetting, prior: np.nda
           + " ".join(f"{e} {v:.3f}" for e, v in zip(EMOTIONS, prior)) + ")")
     print(f"{'reading':<26} {'pooled':>7} {'S':>7} {'HL+HR':>7} {'NE (guard)':>10} {'read neutral':>12}")
     for name, ref_setting, share in rows:
-        pooled, neutral = read(scored, ref_setting, share)
-        s, hl = (read(x, ref_setting, share)[0] for x in parts)
-        ne = read(guard, ref_setting, share)[0]
+        shift = share * np.log(prior)
+        pooled, s, hl, ne = (accuracy(x, ref_setting, shift) for x in (scored, *parts, guard))
+        neutral = sum(k == NEUTRAL for k, _ in readings(scored, ref_setting, shift))
         print(f"{name:<26} {pooled:>7.2f} {s:>7.2f} {hl:>7.2f} {ne:>10.2f} {neutral:>12}")
 
 

@@ -68,7 +68,7 @@ def _expand(spec: str) -> Iterator[str]:
         with open(spec, encoding="utf-8", errors="surrogateescape") as fh:
             yield from _read_list_lines(fh, base=os.path.dirname(spec))
     elif is_person_list(spec):
-        yield from (path for path, _, _ in read_person_list(spec))
+        yield from (row[0] for row in read_person_list(spec))
     elif os.path.exists(spec) or not _is_glob(spec):
         yield spec  # a file (or a missing one, which gets an error row)
     else:

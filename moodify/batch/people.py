@@ -38,9 +38,9 @@ def is_person_list(spec: str) -> bool:
     return {"path", "person"} <= {h.strip() for h in header}
 
 
-def read_person_list(spec: str) -> list[tuple[str, str, bool]]:
-    """``(path as opened, person, is a reference)`` per row of a person list, in file order."""
-    rows, seen = [], {}  # path -> (person, line) of its first row
+def read_person_list(spec: str) -> list[tuple[str, str, bool, int]]:
+    """``(path as opened, person, is a reference, line)`` per row of a person list, in file order."""
+    rows = []
     base = os.path.dirname(spec)
     with open(spec, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.DictReader(fh)
@@ -52,12 +52,7 @@ def read_person_list(spec: str) -> list[tuple[str, str, bool]]:
             if flag not in ("", "0", "1", "yes", "no", "true", "false"):
                 raise BatchError(f"{spec}, line {line}: reference must be 1 or 0 (or empty), got {flag!r}")
             full = os.path.join(base, path) if base and not os.path.isabs(path) else path
-            person = (row.get("person") or "").strip()
-            first, first_line = seen.setdefault(full, (person, line))
-            if first != person:
-                raise BatchError(f"{spec}, line {line}: {path} is listed for {person!r} and, on line {first_line}, "
-                                 f"for {first!r}; each photo of a person list shows one person")
-            rows.append((full, person, flag in ("1", "yes", "true")))
+            rows.append((full, (row.get("person") or "").strip(), flag in ("1", "yes", "true"), line))
     return rows
 
 
@@ -77,12 +72,19 @@ class People:
         lists = [s for s in specs if is_person_list(s)]
         if not lists:
             return None
-        people = cls()
+        people, first_row = cls(), {}  # path -> (list, line) where it was first given a person
         for spec in lists:
-            for path, person, is_reference in read_person_list(spec):
-                if people.person_of.setdefault(path, person) != person:
-                    raise BatchError(f"{spec}: {path} is listed for {person!r} here and for "
-                                     f"{people.person_of[path]!r} in another list; each photo shows one person")
+            for path, person, is_reference, line in read_person_list(spec):
+                first = people.person_of.setdefault(path, person)
+                first_spec, first_line = first_row.setdefault(path, (spec, line))
+                if first != person and first_spec == spec:
+                    base = os.path.dirname(spec)
+                    written = path[len(base) + 1:] if base and path.startswith(base + os.sep) else path  # as in the list
+                    raise BatchError(f"{spec}, line {line}: {written} is listed for {person!r} and, on line "
+                                     f"{first_line}, for {first!r}; each photo of a person list shows one person")
+                if first != person:
+                    raise BatchError(f"{spec}: {path} is listed for {person!r} here and for {first!r} in "
+                                     "another list; each photo shows one person")
                 if is_reference:
                     people.reference_paths.add(path)
         return people
