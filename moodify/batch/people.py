@@ -79,7 +79,7 @@ class People:
                 first_spec, first_line = first_row.setdefault(path, (spec, line))
                 if first != person and first_spec == spec:
                     base = os.path.dirname(spec)
-                    written = path[len(base) + 1:] if base and path.startswith(base + os.sep) else path  # as in the list
+                    written = path[len(base) + 1:] if base and path.startswith(base + os.sep) else path  # as listed
                     raise BatchError(f"{spec}, line {line}: {written} is listed for {person!r} and, on line "
                                      f"{first_line}, for {first!r}; each photo of a person list shows one person")
                 if first != person:
